@@ -1,0 +1,55 @@
+# gracestop: every target creates .venv and installs what it needs on first use.
+# Only python3 and make are required on the machine.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-dev
+
+.DEFAULT_GOAL := help
+.PHONY: help install demo test lint format typecheck pytest docs clean
+
+help:
+	@echo "make demo       run the seed example: a service that gets SIGTERM mid-flight and shuts down gracefully"
+	@echo "make test       lint, format check, mypy --strict, pytest on asyncio and trio with coverage >= 90%"
+	@echo "make lint       ruff check and ruff format --check"
+	@echo "make format     ruff format and ruff check --fix"
+	@echo "make typecheck  mypy --strict on src/"
+	@echo "make docs       build the documentation site with mkdocs build --strict"
+	@echo "make clean      remove .venv and build artefacts"
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python examples/seed_wrap_up.py --demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests examples
+	$(BIN)/ruff format --check src tests examples
+
+format: $(STAMP)
+	$(BIN)/ruff format src tests examples
+	$(BIN)/ruff check --fix src tests examples
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	rm -f .coverage .coverage.*
+	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage combine --quiet
+	$(BIN)/coverage report
+
+test: lint typecheck pytest
+
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
+clean:
+	rm -rf $(VENV) site build dist .coverage .coverage.* .mypy_cache .ruff_cache
