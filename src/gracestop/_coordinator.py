@@ -1,0 +1,883 @@
+"""ShutdownCoordinator: states, phases, holds and the deadline."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import itertools
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import TaskGroup
+
+from ._config import ShutdownConfig
+from ._hooks import Hook, HookContext, Hooks, Waiter, _Registrar, default_hooks, find_waiter
+from ._report import (
+    HookResult,
+    HookStatus,
+    Phase,
+    PhaseSpan,
+    ShutdownError,
+    ShutdownReport,
+    State,
+    Trigger,
+    _count,
+)
+from ._signals import SignalListener, claimed_signals, loop_caller
+from ._watchdog import Watchdog
+
+if TYPE_CHECKING:
+    import datetime
+
+    from typing_extensions import Self
+
+__all__ = ["Coordinator", "Hold", "ShutdownCoordinator"]
+
+logger = logging.getLogger("gracestop")
+
+_DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+_ids = itertools.count(1)
+
+
+class _HookRun:
+    """One hook's run within one shutdown."""
+
+    __slots__ = ("ended", "error", "hook", "late", "started", "status")
+
+    def __init__(self, hook: Hook, *, late: bool = False) -> None:
+        self.hook = hook
+        self.late = late
+        self.status = HookStatus.PENDING
+        self.started: float | None = None
+        self.ended: float | None = None
+        self.error: BaseException | None = None
+
+    def result(self, t0: float) -> HookResult:
+        started_at = None if self.started is None else self.started - t0
+        duration = None
+        if self.started is not None:
+            duration = (self.ended if self.ended is not None else time.monotonic()) - self.started
+        return HookResult(
+            name=self.hook.name,
+            phase=self.hook.phase,
+            order=self.hook.order,
+            status=self.status,
+            started_at=started_at,
+            duration=duration,
+            error=self.error,
+            late=self.late,
+        )
+
+
+class Hold:
+    """Work in flight: while a hold is open, the wrap-up phase does not end early.
+
+    Get one from :meth:`ShutdownCoordinator.hold` and use it as an async or a
+    plain context manager (the plain form also works in worker threads)::
+
+        async with coord.hold("request"):
+            await handle(request)
+    """
+
+    __slots__ = ("_coord", "_key", "name")
+
+    def __init__(self, coord: ShutdownCoordinator, name: str) -> None:
+        self._coord = coord
+        self.name = name
+        self._key: int | None = None
+
+    def __enter__(self) -> Self:
+        if self._key is not None:
+            raise ShutdownError(f"hold {self.name!r} is already open; call hold() for another")
+        self._key = self._coord._open_hold(self.name)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        key, self._key = self._key, None
+        if key is not None:
+            self._coord._close_hold(key)
+
+    async def __aenter__(self) -> Self:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __repr__(self) -> str:
+        return f"<Hold {self.name!r} {'open' if self._key is not None else 'closed'}>"
+
+
+class ShutdownCoordinator(_Registrar):
+    """Runs a service's graceful shutdown: drain, wrap-up hooks, shutdown hooks,
+    all within a hard deadline.
+
+    Use it as an async context manager around the service::
+
+        async with ShutdownCoordinator(wait_time=10) as coord:
+            waiter = coord.add_wrap_up_listener(flush_queue)
+            await start_server(coord)
+            await anyio.sleep_forever()  # cancelled once the shutdown has finished
+        print(coord.report.render())
+
+    On entering, it claims SIGTERM and SIGINT (when in the main thread) and starts
+    a signal listener task. A signal, :meth:`shutdown`, or leaving the block
+    triggers the shutdown: readiness turns off at once, ``drain_delay`` passes,
+    the wrap-up hooks run (the phase ends early once they have ended and no
+    :meth:`hold` is open, and at the latest after ``wrap_up_time``), then the
+    shutdown hooks run. ``wait_time`` after the trigger whatever is still running
+    is cancelled; if the event loop itself is stuck, a watchdog thread ends the
+    process ``watchdog_grace`` later.
+
+    Args:
+        config: a :class:`ShutdownConfig`; defaults to ``ShutdownConfig()``.
+        hooks: a :class:`Hooks` registry or an iterable of them; defaults to
+            :data:`gracestop.default_hooks`.
+        **overrides: :class:`ShutdownConfig` fields, applied over ``config``.
+    """
+
+    def __init__(
+        self,
+        config: ShutdownConfig | None = None,
+        *,
+        hooks: Hooks | Iterable[Hooks] | None = None,
+        **overrides: Any,
+    ) -> None:
+        if config is None:
+            config = ShutdownConfig()
+        elif not isinstance(config, ShutdownConfig):
+            raise TypeError(
+                f"config must be a ShutdownConfig or None; got {type(config).__name__} {config!r}"
+            )
+        self._config = config.replace(**overrides) if overrides else config
+        self._registries = _registries(hooks)
+        self._own = Hooks()
+        self._id = next(_ids)
+        self._lock = threading.RLock()
+        self._state = State.IDLE
+        self._trigger: Trigger | None = None
+        self._trigger_mono = 0.0
+        self._deadline = math.inf
+        self._loop_thread: int | None = None
+        self._call: Callable[[Callable[[], object]], None] | None = None
+        self._tg: TaskGroup | None = None
+        self._hook_tg: TaskGroup | None = None
+        self._body_scope: anyio.CancelScope | None = None
+        self._run_scope: anyio.CancelScope | None = None
+        self._trigger_event: anyio.Event | None = None
+        self._finished_event: anyio.Event | None = None
+        self._changed: anyio.Event | None = None
+        self._listener: SignalListener | None = None
+        self._watchdog: Watchdog | None = None
+        self._runs: list[_HookRun] = []
+        self._pending: dict[Phase, list[_HookRun]] = {Phase.WRAP_UP: [], Phase.SHUTDOWN: []}
+        self._phase_started: set[Phase] = set()
+        self._sequence_done: set[Phase] = set()
+        self._spans: dict[str, list[float | None]] = {}
+        self._holds: dict[int, str] = {}
+        self._hold_ids = itertools.count(1)
+        self._open_holds_at_window: tuple[str, ...] = ()
+        self._signals_received = 0
+        self._forced: str | None = None
+        self._reraise: BaseException | None = None
+        self._abandoned_threads = False
+        self._report: ShutdownReport | None = None
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def config(self) -> ShutdownConfig:
+        """The configuration in force."""
+        return self._config
+
+    @property
+    def state(self) -> State:
+        """Where the coordinator is; moves forward only."""
+        return self._state
+
+    @property
+    def ready(self) -> bool:
+        """True only while ``RUNNING``: readiness probes fail from the trigger on."""
+        return self._state is State.RUNNING
+
+    @property
+    def accepting(self) -> bool:
+        """True until the wrap-up phase starts: during ``drain_delay`` new work is
+        still taken, because load balancers still route to this instance."""
+        return self._state.rank <= State.DRAINING.rank and self._state is not State.IDLE
+
+    @property
+    def trigger(self) -> Trigger | None:
+        """What started the shutdown, once it has started."""
+        return self._trigger
+
+    @property
+    def report(self) -> ShutdownReport | None:
+        """The report, once the shutdown has finished."""
+        return self._report
+
+    @property
+    def signals(self) -> tuple[signal.Signals, ...]:
+        """The signals this coordinator listens to (empty before entering)."""
+        return self._listener.signals if self._listener is not None else ()
+
+    @property
+    def open_holds(self) -> tuple[str, ...]:
+        """Names of the holds open right now."""
+        with self._lock:
+            return tuple(self._holds.values())
+
+    # ------------------------------------------------------------------ registration
+
+    def _register(self, hook: Hook) -> None:
+        with self._lock:
+            if self._trigger is None:
+                self._own._register(hook)
+                return
+            if self._state is State.STOPPED:
+                raise ShutdownError(
+                    f"cannot register hook {hook.name!r}: the coordinator has stopped"
+                )
+            run = _HookRun(hook, late=True)
+            self._runs.append(run)
+        logger.debug("late %s hook %s registered during the shutdown", hook.phase, hook.name)
+        self._on_loop(functools.partial(self._admit_late, run))
+
+    def _admit_late(self, run: _HookRun) -> None:
+        """Join the phase if it has not started, else start at once (loop thread)."""
+        phase = run.hook.phase
+        if self._state is State.STOPPED or (self._hook_tg is None and self._sequence_done):
+            self._end_run(run, HookStatus.CANCELLED)
+        elif phase in self._phase_started and self._hook_tg is not None:
+            self._hook_tg.start_soon(self._run_hook, run, name=f"gracestop hook {run.hook.name}")
+        else:
+            self._pending[phase].append(run)
+
+    def waiter(self, func: Callable[..., Any]) -> Waiter:
+        """The :class:`Waiter` of a hook registered with ``func`` (by decorator,
+        here or on one of the coordinator's registries)."""
+        with self._lock:
+            hooks = [r.hook for r in self._runs] + list(self._own.snapshot())
+        for registry in self._registries:
+            hooks.extend(registry.snapshot())
+        return find_waiter(hooks, func)
+
+    def set_time_to_force_quit(self, seconds: float | str | datetime.timedelta) -> None:
+        """Set ``wait_time``, the deadline from trigger to force quit (go-zero's
+        ``SetTimeToForceQuit``). Only before the shutdown is triggered."""
+        with self._lock:
+            if self._trigger is not None:
+                raise ShutdownError(
+                    "set_time_to_force_quit() must be called before the shutdown is triggered"
+                )
+            self._config = self._config.replace(wait_time=seconds)
+
+    # ------------------------------------------------------------------ holds
+
+    def hold(self, name: str = "work") -> Hold:
+        """A context manager marking work in flight (``async with`` or ``with``).
+
+        While a hold is open the wrap-up phase does not end early, so the shutdown
+        phase (closing the database, say) does not start under a running request.
+        Holds still open when ``wrap_up_time`` runs out are named in the report.
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str; got {type(name).__name__} {name!r}")
+        if not name:
+            raise ValueError("name must not be empty")
+        return Hold(self, name)
+
+    def _open_hold(self, name: str) -> int:
+        with self._lock:
+            key = next(self._hold_ids)
+            self._holds[key] = name
+            return key
+
+    def _close_hold(self, key: int) -> None:
+        with self._lock:
+            self._holds.pop(key, None)
+        self._notify()
+
+    # ------------------------------------------------------------------ triggering
+
+    def shutdown(self, reason: str = "manual") -> None:
+        """Trigger the shutdown. Idempotent; callable from the event loop thread
+        and from any other thread; returns at once."""
+        if not isinstance(reason, str):
+            raise TypeError(f"reason must be a str; got {type(reason).__name__} {reason!r}")
+        if self._state is State.IDLE:
+            raise ShutdownError("shutdown() needs an entered coordinator (use `async with`)")
+        self._start(Trigger("manual", reason=reason))
+
+    async def triggered(self) -> Trigger:
+        """Wait until the shutdown has begun and return its trigger (go-zero ``Done()``)."""
+        event = self._entered_event(self._trigger_event, "triggered")
+        await event.wait()
+        assert self._trigger is not None
+        return self._trigger
+
+    async def finished(self) -> ShutdownReport:
+        """Wait until every hook has ended and return the report."""
+        event = self._entered_event(self._finished_event, "finished")
+        await event.wait()
+        assert self._report is not None
+        return self._report
+
+    def _entered_event(self, event: anyio.Event | None, what: str) -> anyio.Event:
+        if event is None:
+            raise ShutdownError(f"{what}() needs an entered coordinator (use `async with`)")
+        return event
+
+    def _start(self, trigger: Trigger) -> bool:
+        """Record the trigger (first one wins), flip readiness, arm the watchdog."""
+        with self._lock:
+            if self._trigger is not None or self._state.rank < State.RUNNING.rank:
+                return False
+            self._trigger = trigger
+            self._trigger_mono = time.monotonic()
+            self._state = State.DRAINING
+            for registry in (*self._registries, self._own):
+                for hook in registry.snapshot():
+                    if all(r.hook is not hook for r in self._runs):
+                        self._runs.append(_HookRun(hook))
+            for run in self._runs:
+                self._pending[run.hook.phase].append(run)
+        if trigger.kind == "signal":
+            self._signals_received = 1
+            self._arm_watchdog()
+        elif self._config.hard_exit:
+            self._arm_watchdog()
+        log = logger.warning if trigger.kind in ("error", "cancelled") else logger.info
+        log(
+            "%s, shutting down; force quit in %s",
+            trigger.describe(),
+            _secs(self._config.wait_time),
+            extra={"gracestop_trigger": trigger.kind},
+        )
+        self._on_loop(self._set_trigger_event)
+        return True
+
+    def _set_trigger_event(self) -> None:
+        if self._trigger_event is not None:
+            self._trigger_event.set()
+
+    def _arm_watchdog(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.arm(
+                self._trigger_mono + self._config.wait_time + self._config.watchdog_grace
+            )
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        """A signal reached the loop thread."""
+        if self._trigger is None:
+            self._start(Trigger("signal", signal=sig, reason=sig.name))
+            return
+        self._signals_received += 1
+        if self._state is State.STOPPED:
+            logger.info("received %s after the shutdown finished; ignored", sig.name)
+        elif self._signals_received == 1:
+            # The first signal after a manual, exit or error trigger: not a second one.
+            logger.info(
+                "received %s during the shutdown (%s); force quit at the deadline",
+                sig.name,
+                self._trigger.describe(),
+            )
+            if self._config.hard_exit is not False:
+                self._arm_watchdog()
+        elif self._config.second_signal == "force":
+            logger.warning(
+                "received %s again: forcing the quit; still pending: %s",
+                sig.name,
+                self._describe_pending(),
+            )
+            self._force("signal")
+        else:
+            logger.warning(
+                "received %s again; second_signal='ignore', so the shutdown goes on", sig.name
+            )
+
+    def _force(self, by: str) -> None:
+        if self._forced is None:
+            self._forced = by
+        if self._run_scope is not None:
+            self._run_scope.cancel()
+
+    # ------------------------------------------------------------------ loop plumbing
+
+    def _on_loop(self, fn: Callable[[], object]) -> None:
+        """Run fn on the loop thread: now if we are on it, else as soon as possible."""
+        if self._loop_thread == threading.get_ident():
+            fn()
+        elif self._call is not None:
+            self._call(fn)
+
+    def _notify(self) -> None:
+        """Wake whoever waits for hooks to end or holds to close."""
+        self._on_loop(self._set_changed)
+
+    def _set_changed(self) -> None:
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+
+    async def _wait_until(self, predicate: Callable[[], bool]) -> None:
+        while not predicate():
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        with self._lock:
+            if self._state is not State.IDLE:
+                raise ShutdownError(
+                    "a ShutdownCoordinator runs once; create a new one for another run"
+                )
+        self._loop_thread = threading.get_ident()
+        self._call = loop_caller()
+        self._trigger_event = anyio.Event()
+        self._finished_event = anyio.Event()
+        listener = SignalListener(
+            self._resolve_signals(),
+            self._config.signal_mode,
+            self._on_signal,
+            owner=f"ShutdownCoordinator#{self._id}",
+        )
+        listener.claim()
+        self._listener = listener
+        try:
+            if self._config.hard_exit is not False:
+                self._watchdog = Watchdog(
+                    exit_code=self._config.force_exit_code,
+                    describe_pending=self._describe_pending,
+                )
+                self._watchdog.start()
+            self._tg = anyio.create_task_group()
+            await self._tg.__aenter__()
+        except BaseException:
+            self._release()
+            raise
+        try:
+            await self._tg.start(listener.run, name="gracestop signal listener")
+            self._tg.start_soon(self._runner, name="gracestop shutdown runner")
+        except BaseException as exc:
+            self._tg.cancel_scope.cancel()
+            try:
+                await self._tg.__aexit__(type(exc), exc, exc.__traceback__)
+            finally:
+                self._release()
+            raise
+        with self._lock:
+            self._state = State.RUNNING
+        self._body_scope = anyio.CancelScope()
+        self._body_scope.__enter__()
+        logger.debug(
+            "coordinator entered; signals: %s",
+            ", ".join(s.name for s in listener.signals) or "none",
+        )
+        return self
+
+    def _resolve_signals(self) -> tuple[signal.Signals, ...]:
+        wanted = self._config.signals
+        in_main = threading.current_thread() is threading.main_thread()
+        if wanted is None:
+            if not in_main:
+                return ()
+            taken = claimed_signals()
+            if any(s in taken for s in _DEFAULT_SIGNALS):
+                logger.debug("default signals are held by another coordinator; going without")
+                return ()
+            return _DEFAULT_SIGNALS
+        if wanted and not in_main:
+            raise ShutdownError(
+                "signals can only be claimed in the main thread; "
+                f"signals={tuple(s.name for s in wanted)} was asked for in "
+                f"thread {threading.current_thread().name!r} (pass signals=() there)"
+            )
+        return wanted
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        assert self._body_scope is not None and self._tg is not None
+        swallowed = bool(self._body_scope.__exit__(exc_type, exc, tb))
+        if swallowed:
+            exc_type, exc, tb = None, None, None
+        if self._trigger is None:
+            if exc is None:
+                self._start(Trigger("exit", reason="the block ended"))
+            elif isinstance(exc, anyio.get_cancelled_exc_class()):
+                self._start(Trigger("cancelled", reason="cancelled from outside"))
+            else:
+                self._start(Trigger("error", reason=f"{type(exc).__name__}: {exc}"))
+        assert self._finished_event is not None
+        with anyio.CancelScope(shield=True):
+            await self._finished_event.wait()
+        self._tg.cancel_scope.cancel()
+        try:
+            await self._tg.__aexit__(None, None, None)
+        finally:
+            self._release()
+        if self._reraise is not None:
+            reraise, self._reraise = self._reraise, None
+            raise reraise
+        return swallowed
+
+    def _release(self) -> None:
+        if self._listener is not None:
+            self._listener.release()
+        if self._watchdog is not None and not self._abandoned_threads:
+            self._watchdog.stop()
+
+    async def _runner(self) -> None:
+        assert self._trigger_event is not None
+        # Shielded: an outer cancellation must not kill the runner before
+        # __aexit__ has triggered the shutdown it then waits for.
+        with anyio.CancelScope(shield=True):
+            await self._trigger_event.wait()
+            try:
+                await self._run_shutdown()
+            except BaseException:  # pragma: no cover - a bug here must not hang the exit
+                logger.exception("gracestop: internal error during the shutdown")
+            finally:
+                self._finish()
+            # Let tasks woken by the finish (``await coord.finished()``) take their
+            # result before the body is cancelled (one checkpoint for asyncio, a
+            # second for trio's batches).
+            await anyio.lowlevel.checkpoint()
+            await anyio.lowlevel.checkpoint()
+        if self._body_scope is not None:
+            self._body_scope.cancel()
+
+    async def _run_shutdown(self) -> None:
+        assert self._trigger is not None
+        left = self._config.wait_time - (time.monotonic() - self._trigger_mono)
+        self._deadline = anyio.current_time() + max(0.0, left)
+        with anyio.CancelScope(shield=True, deadline=self._deadline) as run_scope:
+            self._run_scope = run_scope
+            if self._forced is not None:
+                run_scope.cancel()
+            async with anyio.create_task_group() as side:
+                side.start_soon(self._progress_loop, name="gracestop progress")
+                try:
+                    await self._phases()
+                finally:
+                    side.cancel_scope.cancel()
+        if run_scope.cancelled_caught and self._forced is None:
+            self._forced = "deadline"
+
+    async def _phases(self) -> None:
+        assert self._trigger is not None
+        async with anyio.create_task_group() as tg:
+            self._hook_tg = tg
+            try:
+                await self._drain()
+                self._set_state(State.WRAPPING_UP)
+                self._span_start("wrap_up")
+                logger.info(
+                    "wrap-up phase: %s, up to %s",
+                    _count(len(self._pending[Phase.WRAP_UP]), "hook"),
+                    _secs(self._config.wrap_up_time),
+                )
+                tg.start_soon(self._run_phase, Phase.WRAP_UP, name="gracestop wrap-up")
+                with anyio.move_on_after(self._config.wrap_up_time) as window:
+                    await self._wait_until(self._wrap_up_over)
+                if window.cancelled_caught:
+                    self._window_closed()
+                self._set_state(State.SHUTTING_DOWN)
+                self._span_start("shutdown")
+                logger.info(
+                    "shutdown phase: %s", _count(len(self._pending[Phase.SHUTDOWN]), "hook")
+                )
+                tg.start_soon(self._run_phase, Phase.SHUTDOWN, name="gracestop shutdown")
+                await self._wait_until(lambda: self._phase_over(Phase.WRAP_UP))
+                self._span_end("wrap_up")
+                await self._wait_until(lambda: self._phase_over(Phase.SHUTDOWN))
+            finally:
+                self._hook_tg = None
+
+    async def _drain(self) -> None:
+        assert self._trigger is not None
+        delay = self._config.drain_delay
+        if delay <= 0 or self._trigger.kind not in ("signal", "manual"):
+            return
+        self._span_start("drain")
+        logger.info("readiness off; draining for %s before the wrap-up phase", _secs(delay))
+        try:
+            await anyio.sleep(delay)
+        finally:
+            self._span_end("drain")
+
+    def _wrap_up_over(self) -> bool:
+        with self._lock:
+            holds = bool(self._holds)
+        return self._phase_over(Phase.WRAP_UP) and not holds
+
+    def _phase_over(self, phase: Phase) -> bool:
+        return phase in self._sequence_done and all(
+            r.status.final for r in self._runs if r.hook.phase is phase
+        )
+
+    def _window_closed(self) -> None:
+        with self._lock:
+            holds = tuple(self._holds.values())
+        self._open_holds_at_window = holds
+        still = [
+            r.hook.name for r in self._runs if r.hook.phase is Phase.WRAP_UP and not r.status.final
+        ]
+        logger.warning(
+            "wrap-up time (%s) is up; starting the shutdown phase with %s still open",
+            _secs(self._config.wrap_up_time),
+            ", ".join([*(f"hook {n}" for n in still), *(f"hold {h}" for h in holds)]) or "nothing",
+        )
+
+    async def _run_phase(self, phase: Phase) -> None:
+        """Run the phase's hooks known so far, lower ``order`` groups first."""
+        runs = list(self._pending[phase])
+        self._pending[phase].clear()
+        self._phase_started.add(phase)
+        try:
+            for order in sorted({r.hook.order for r in runs}):
+                async with anyio.create_task_group() as group:
+                    for run in runs:
+                        if run.hook.order == order:
+                            group.start_soon(
+                                self._run_hook, run, name=f"gracestop hook {run.hook.name}"
+                            )
+        finally:
+            self._sequence_done.add(phase)
+            self._notify()
+
+    async def _run_hook(self, run: _HookRun) -> None:
+        hook = run.hook
+        assert self._trigger is not None
+        if self._forced is not None or run.status.final:
+            self._end_run(run, HookStatus.CANCELLED)
+            return
+        run.status = HookStatus.RUNNING
+        run.started = time.monotonic()
+        timeout = hook.timeout if hook.timeout is not None else self._config.hook_timeout
+        own_deadline = math.inf if timeout is None else anyio.current_time() + timeout
+        context = HookContext(
+            self._trigger, hook.phase, hook.name, min(own_deadline, self._deadline)
+        )
+        args = (context,) if hook.takes_context else ()
+        logger.debug("%s hook %s started", hook.phase, hook.name)
+        status = HookStatus.OK
+        try:
+            with anyio.CancelScope(deadline=own_deadline) as scope:
+                if hook.is_async:
+                    await hook.func(*args)
+                else:
+                    try:
+                        await anyio.to_thread.run_sync(
+                            functools.partial(_call_sync_hook, hook, args), abandon_on_cancel=True
+                        )
+                    except anyio.get_cancelled_exc_class():
+                        self._abandoned_threads = True
+                        raise
+            if scope.cancelled_caught:
+                status = HookStatus.TIMED_OUT
+                run.error = TimeoutError(f"hook {hook.name!r} timed out after {_secs(timeout)}")
+        except anyio.get_cancelled_exc_class():
+            status = HookStatus.CANCELLED if self._forced == "signal" else HookStatus.TIMED_OUT
+            raise
+        except Exception as exc:
+            status = HookStatus.FAILED
+            run.error = exc
+        except BaseException as exc:  # KeyboardInterrupt, SystemExit: raised again at exit
+            status = HookStatus.FAILED
+            run.error = exc
+            if self._reraise is None:
+                self._reraise = exc
+        finally:
+            self._end_run(run, status)
+
+    def _end_run(self, run: _HookRun, status: HookStatus) -> None:
+        if run.status.final:
+            return
+        run.status = status
+        run.ended = time.monotonic()
+        hook = run.hook
+        took = "" if run.started is None else f" after {_secs(run.ended - run.started)}"
+        if status is HookStatus.OK:
+            logger.debug("%s hook %s ended%s", hook.phase, hook.name, took)
+        elif status is HookStatus.FAILED:
+            logger.warning(
+                "%s hook %s failed%s: %r",
+                hook.phase,
+                hook.name,
+                took,
+                run.error,
+                exc_info=run.error,
+                extra={"gracestop_hook": hook.name, "gracestop_phase": hook.phase.value},
+            )
+        else:
+            reason = {
+                HookStatus.TIMED_OUT: "timed out",
+                HookStatus.CANCELLED: "was cancelled" if run.started else "never started",
+            }[status]
+            logger.warning(
+                "%s hook %s %s%s",
+                hook.phase,
+                hook.name,
+                reason,
+                took,
+                extra={"gracestop_hook": hook.name, "gracestop_phase": hook.phase.value},
+            )
+        hook.waiter._resolve(run.result(self._trigger_mono))
+        self._notify()
+
+    def _finish(self) -> None:
+        assert self._trigger is not None
+        for run in self._runs:
+            if not run.status.final:
+                self._end_run(run, HookStatus.CANCELLED)
+        now = time.monotonic()
+        for name in ("drain", "wrap_up", "shutdown"):
+            span = self._spans.get(name)
+            if span is not None and span[1] is None and not self._forced:
+                span[1] = now
+        t0 = self._trigger_mono
+        report = ShutdownReport(
+            trigger=self._trigger,
+            # Wrap-up before shutdown; within a phase, in registration order.
+            results=tuple(
+                r.result(t0)
+                for r in sorted(self._runs, key=lambda r: r.hook.phase is Phase.SHUTDOWN)
+            ),
+            forced=self._forced is not None,
+            duration=now - t0,
+            open_holds=self._open_holds_at_window,
+            phases=tuple(
+                PhaseSpan(name, span[0] - t0 if span[0] is not None else 0.0, _rel(span[1], t0))
+                for name, span in self._spans.items()
+            ),
+            forced_by="signal"
+            if self._forced == "signal"
+            else ("deadline" if self._forced else None),
+            wait_time=self._config.wait_time,
+        )
+        self._report = report
+        with self._lock:
+            self._state = State.STOPPED
+        if report.forced:
+            logger.warning("%s", report.summary())
+        else:
+            logger.info("%s", report.summary())
+        if self._watchdog is not None and not self._abandoned_threads:
+            self._watchdog.stop()
+        self._notify()
+        if self._finished_event is not None:
+            self._finished_event.set()
+
+    async def _progress_loop(self) -> None:
+        interval = self._config.progress_interval
+        while True:
+            await anyio.sleep(interval)
+            pending = self._describe_pending()
+            if pending:
+                left = self._deadline - anyio.current_time()
+                logger.info("still waiting for %s; force quit in %s", pending, _secs(max(0, left)))
+
+    def _describe_pending(self) -> str:
+        """What is still running, pending or open: for progress lines and the watchdog."""
+        now = time.monotonic()
+        parts = []
+        for run in list(self._runs):
+            if run.status is HookStatus.RUNNING and run.started is not None:
+                parts.append(
+                    f"{run.hook.phase} hook {run.hook.name} (running {now - run.started:.1f}s)"
+                )
+            elif run.status is HookStatus.PENDING:
+                parts.append(f"{run.hook.phase} hook {run.hook.name} (not started)")
+        with self._lock:
+            holds = list(self._holds.values())
+        counts: dict[str, int] = {}
+        for name in holds:
+            counts[name] = counts.get(name, 0) + 1
+        parts.extend(f"hold {n}" + (f" x{c}" if c > 1 else "") for n, c in counts.items())
+        return ", ".join(parts)
+
+    def _set_state(self, state: State) -> None:
+        with self._lock:
+            if state.rank > self._state.rank:
+                self._state = state
+
+    def _span_start(self, name: str) -> None:
+        self._spans[name] = [time.monotonic(), None]
+
+    def _span_end(self, name: str) -> None:
+        span = self._spans.get(name)
+        if span is not None and span[1] is None:
+            span[1] = time.monotonic()
+
+    def __repr__(self) -> str:
+        return f"<ShutdownCoordinator #{self._id} {self._state.value}>"
+
+
+#: The same class under a short name: ``async with gracestop.Coordinator() as coord:``.
+Coordinator = ShutdownCoordinator
+
+
+def _registries(hooks: Hooks | Iterable[Hooks] | None) -> tuple[Hooks, ...]:
+    if hooks is None:
+        return (default_hooks,)
+    if isinstance(hooks, Hooks):
+        return (hooks,)
+    if not isinstance(hooks, Iterable) or isinstance(hooks, (str, bytes)):  # type: ignore[unreachable]
+        raise TypeError(
+            f"hooks must be a Hooks registry or an iterable of them; "
+            f"got {type(hooks).__name__} {hooks!r}"
+        )
+    found: list[Hooks] = []
+    for item in hooks:
+        if not isinstance(item, Hooks):
+            raise TypeError(
+                f"hooks must contain only Hooks registries; got {type(item).__name__} {item!r}"
+            )
+        if item not in found:
+            found.append(item)
+    return tuple(found)
+
+
+def _call_sync_hook(hook: Hook, args: tuple[object, ...]) -> None:
+    """Run a sync hook in its worker thread, refusing one that returns an awaitable."""
+    value = hook.func(*args)
+    if inspect.isawaitable(value):
+        if inspect.iscoroutine(value):
+            value.close()  # never awaited: close it rather than warn at GC
+        raise TypeError(f"sync hook {hook.name!r} returned an awaitable; declare it `async def`")
+
+
+def _secs(value: float | None) -> str:
+    if value is None:
+        return "no limit"
+    if value < 1:
+        return f"{value * 1000:.0f}ms"
+    return f"{value:.3g}s" if value < 100 else f"{value:.0f}s"
+
+
+def _rel(value: float | None, t0: float) -> float | None:
+    return None if value is None else value - t0

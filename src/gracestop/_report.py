@@ -1,0 +1,350 @@
+"""What a shutdown did: triggers, per-hook results and the final report."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import signal
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+__all__ = [
+    "HookResult",
+    "HookStatus",
+    "Phase",
+    "PhaseSpan",
+    "ShutdownError",
+    "ShutdownReport",
+    "State",
+    "Trigger",
+    "TriggerKind",
+]
+
+
+class ShutdownError(RuntimeError):
+    """Misuse of a coordinator.
+
+    Raised for a signal claimed twice, explicit signals requested off the main
+    thread, a hook registered after the coordinator has stopped, a coordinator
+    entered twice, or :meth:`~gracestop.ShutdownCoordinator.set_time_to_force_quit`
+    called after the shutdown began.
+    """
+
+
+class Phase(str, enum.Enum):
+    """The two phases of a shutdown, in the order they start."""
+
+    #: Finish the work in hand: flush queues, deregister, wait for requests.
+    WRAP_UP = "wrap_up"
+    #: Release resources: close pools, databases, files.
+    SHUTDOWN = "shutdown"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class State(str, enum.Enum):
+    """Where a coordinator is in its life. States only ever move forward."""
+
+    IDLE = "idle"
+    RUNNING = "running"
+    DRAINING = "draining"
+    WRAPPING_UP = "wrapping_up"
+    SHUTTING_DOWN = "shutting_down"
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def rank(self) -> int:
+        """Position in the lifecycle, for comparisons (``IDLE`` is 0)."""
+        return _STATE_ORDER.index(self)
+
+
+_STATE_ORDER = tuple(State)
+
+
+class HookStatus(str, enum.Enum):
+    """The fate of one hook."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    OK = "ok"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def final(self) -> bool:
+        """True once the hook has ended, one way or another."""
+        return self not in (HookStatus.PENDING, HookStatus.RUNNING)
+
+
+TriggerKind = Literal["signal", "manual", "exit", "error", "cancelled"]
+TRIGGER_KINDS: tuple[str, ...] = ("signal", "manual", "exit", "error", "cancelled")
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """What started a shutdown.
+
+    Attributes:
+        kind: ``"signal"`` (a signal was received), ``"manual"``
+            (:meth:`~gracestop.ShutdownCoordinator.shutdown` was called), ``"exit"``
+            (the ``async with`` body returned), ``"error"`` (the body raised) or
+            ``"cancelled"`` (the body was cancelled from outside).
+        signal: the signal received, for ``kind == "signal"``; else ``None``.
+        reason: a short human-readable reason.
+        at: wall-clock time of the trigger (UTC).
+    """
+
+    kind: TriggerKind
+    signal: signal.Signals | None = None
+    reason: str = ""
+    at: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc))
+
+    def describe(self) -> str:
+        """One phrase for logs, such as ``"received SIGTERM"``."""
+        if self.kind == "signal" and self.signal is not None:
+            return f"received {self.signal.name}"
+        if self.kind == "manual":
+            return f"shutdown requested ({self.reason})" if self.reason else "shutdown requested"
+        if self.kind == "exit":
+            return "the service block ended"
+        if self.kind == "error":
+            return f"the service block raised {self.reason}" if self.reason else "error"
+        return "the service block was cancelled"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {
+            "kind": self.kind,
+            "signal": self.signal.name if self.signal is not None else None,
+            "reason": self.reason,
+            "at": self.at.isoformat(),
+        }
+
+
+@dataclass(frozen=True)
+class HookResult:
+    """The outcome of one hook.
+
+    Attributes:
+        name: the hook's name (its function's qualified name unless given).
+        phase: the phase it belongs to.
+        order: its ``order`` group; lower groups run first.
+        status: how it ended, or ``PENDING``/``RUNNING`` while it has not.
+        started_at: seconds from the trigger to the hook's start; ``None`` if it
+            never started.
+        duration: seconds it ran; ``None`` if it never started.
+        error: the exception it raised (``FAILED``), else ``None``.
+        late: True when it was registered after the shutdown was triggered.
+    """
+
+    name: str
+    phase: Phase
+    order: int = 0
+    status: HookStatus = HookStatus.PENDING
+    started_at: float | None = None
+    duration: float | None = None
+    error: BaseException | None = None
+    late: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the hook ended without error or timeout."""
+        return self.status is HookStatus.OK
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form; the error becomes its type, message and traceback."""
+        error: dict[str, Any] | None = None
+        if self.error is not None:
+            error = {
+                "type": type(self.error).__qualname__,
+                "message": str(self.error),
+                "traceback": "".join(traceback.format_exception(self.error)),
+            }
+        return {
+            "name": self.name,
+            "phase": self.phase.value,
+            "order": self.order,
+            "status": self.status.value,
+            "started_at": _round(self.started_at),
+            "duration": _round(self.duration),
+            "error": error,
+            "late": self.late,
+        }
+
+
+@dataclass(frozen=True)
+class PhaseSpan:
+    """When one stage of the shutdown ran, in seconds from the trigger.
+
+    ``name`` is ``"drain"``, ``"wrap_up"`` or ``"shutdown"``; ``end`` is ``None`` when
+    the stage never ended by itself (the quit was forced first).
+    """
+
+    name: str
+    start: float
+    end: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable form."""
+        return {"name": self.name, "start": _round(self.start), "end": _round(self.end)}
+
+
+@dataclass(frozen=True)
+class ShutdownReport:
+    """How a shutdown went, available as ``coord.report`` and from ``coord.finished()``.
+
+    Attributes:
+        trigger: what started it.
+        results: one :class:`HookResult` per hook, in the order hooks were known.
+        forced: True when the quit was forced, by the ``wait_time`` deadline or by
+            a second signal.
+        duration: seconds from the trigger to the end.
+        open_holds: names of holds still open when the wrap-up window closed.
+        phases: when the drain delay and each phase ran.
+        forced_by: ``"deadline"``, ``"signal"`` or ``None``.
+        wait_time: the deadline that was in force, in seconds from the trigger.
+    """
+
+    trigger: Trigger
+    results: tuple[HookResult, ...]
+    forced: bool
+    duration: float
+    open_holds: tuple[str, ...] = ()
+    phases: tuple[PhaseSpan, ...] = ()
+    forced_by: Literal["deadline", "signal"] | None = None
+    wait_time: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when every hook ended ``OK`` and the quit was not forced."""
+        return not self.forced and all(r.ok for r in self.results)
+
+    def by_status(self, status: HookStatus) -> tuple[HookResult, ...]:
+        """The results with the given status."""
+        return tuple(r for r in self.results if r.status is status)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dictionary (``json.dumps(report.to_dict())`` works)."""
+        counts: dict[str, int] = {}
+        for r in self.results:
+            counts[r.status.value] = counts.get(r.status.value, 0) + 1
+        return {
+            "ok": self.ok,
+            "forced": self.forced,
+            "forced_by": self.forced_by,
+            "duration": _round(self.duration),
+            "wait_time": self.wait_time,
+            "trigger": self.trigger.to_dict(),
+            "open_holds": list(self.open_holds),
+            "phases": [p.to_dict() for p in self.phases],
+            "counts": counts,
+            "results": [r.to_dict() for r in self.results],
+        }
+
+    def summary(self) -> str:
+        """One line: outcome, duration and counts."""
+        outcome = "ok" if self.ok else ("forced" if self.forced else "with failures")
+        parts = [_count(len(self.results), "hook")]
+        for status in (
+            HookStatus.OK,
+            HookStatus.FAILED,
+            HookStatus.TIMED_OUT,
+            HookStatus.CANCELLED,
+        ):
+            n = len(self.by_status(status))
+            if n:
+                parts.append(f"{n} {status.value}")
+        forced = f" by {self.forced_by}" if self.forced and self.forced_by else ""
+        return f"shutdown {outcome}{forced} in {self.duration:.3f}s: " + ", ".join(parts)
+
+    def render(self, width: int = 24) -> str:
+        """A human-readable timeline of the stages and hooks.
+
+        Each row shows when a stage or hook started and ended relative to the
+        trigger, its status and a bar on a common time scale ``width`` characters
+        wide. Example::
+
+            shutdown ok in 2.004s (received SIGTERM): 2 hooks, 2 ok
+              stage/hook       status      start    took  timeline
+              wrap_up          -          0.000s  2.003s  |########################|
+                flush_queue    ok         0.000s  2.002s  |######################## |
+              shutdown         -          2.003s  0.001s  |                       #|
+                close_db       ok         2.003s  0.001s  |                       #|
+        """
+        span = max(self.duration, 1e-9)
+
+        def bar(start: float | None, length: float | None) -> str:
+            if start is None:
+                return "|" + " " * width + "|"
+            first = min(width - 1, int(start / span * width))
+            cells = max(1, round((length or 0.0) / span * width))
+            cells = min(cells, width - first)
+            return "|" + " " * first + "#" * cells + " " * (width - first - cells) + "|"
+
+        def secs(value: float | None) -> str:
+            return "-" if value is None else f"{value:.3f}s"
+
+        rows: list[tuple[str, str, str, str, str]] = []
+        for stage in self.phases:
+            took = None if stage.end is None else stage.end - stage.start
+            rows.append((stage.name, "-", secs(stage.start), secs(took), bar(stage.start, took)))
+            if stage.name == "drain":
+                continue
+            for r in self.results:
+                if r.phase.value != stage.name:
+                    continue
+                label = "  " + r.name + (" (late)" if r.late else "")
+                rows.append(
+                    (
+                        label,
+                        r.status.value,
+                        secs(r.started_at),
+                        secs(r.duration),
+                        bar(r.started_at, r.duration),
+                    )
+                )
+        shown = {r.phase.value for r in self.results} & {s.name for s in self.phases}
+        for r in self.results:
+            if r.phase.value not in shown:
+                rows.append(
+                    (
+                        f"  {r.name} [{r.phase.value}]",
+                        r.status.value,
+                        secs(r.started_at),
+                        secs(r.duration),
+                        bar(r.started_at, r.duration),
+                    )
+                )
+        name_w = max([len("stage/hook")] + [len(row[0]) for row in rows])
+        status_w = max([len("status")] + [len(row[1]) for row in rows])
+        lines = [f"{self.summary()} ({self.trigger.describe()})"]
+        header = f"  {'stage/hook':<{name_w}}  {'status':<{status_w}}  {'start':>8}  {'took':>8}"
+        lines.append(header + "  timeline")
+        lines.extend(
+            f"  {n:<{name_w}}  {s:<{status_w}}  {a:>8}  {d:>8}  {b}" for n, s, a, d, b in rows
+        )
+        if self.open_holds:
+            lines.append(
+                "  holds still open when wrap-up time ran out: " + ", ".join(self.open_holds)
+            )
+        for r in self.results:
+            if r.error is not None:
+                lines.append(f"  {r.name} failed: {type(r.error).__name__}: {r.error}")
+        return "\n".join(lines)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 6)

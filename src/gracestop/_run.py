@@ -1,0 +1,88 @@
+"""gracestop.run(): an entry point like anyio.run that ends the process with a status."""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, NoReturn
+
+import anyio
+
+from ._coordinator import ShutdownCoordinator
+from ._hooks import Hooks
+
+__all__ = ["exit_code", "run"]
+
+
+def run(
+    main: Callable[[ShutdownCoordinator], Awaitable[object]],
+    *,
+    backend: str = "asyncio",
+    backend_options: Mapping[str, Any] | None = None,
+    hooks: Hooks | Iterable[Hooks] | None = None,
+    **config: Any,
+) -> NoReturn:
+    """Run ``main(coord)`` inside a :class:`ShutdownCoordinator` and exit the process.
+
+    The exit status is 0 when every hook ended ``OK``; ``force_exit_code`` when the
+    quit was forced (deadline or second signal); 1 when a hook failed or timed
+    out, or when ``main`` raised (its traceback is printed to stderr). A
+    ``SystemExit`` raised by ``main`` keeps its own status once the shutdown has run.
+
+    Args:
+        main: an async function taking the coordinator.
+        backend: ``"asyncio"`` or ``"trio"``, as for :func:`anyio.run`.
+        backend_options: passed to :func:`anyio.run` (``{"use_uvloop": True}``).
+        hooks: registries, as for :class:`ShutdownCoordinator`.
+        **config: :class:`ShutdownConfig` fields.
+
+    Example::
+
+        async def main(coord: gracestop.ShutdownCoordinator) -> None:
+            await serve(coord)
+
+        gracestop.run(main, wait_time=10)
+    """
+    if not callable(main):
+        raise TypeError(f"main must be an async callable; got {type(main).__name__} {main!r}")
+    if not isinstance(backend, str):
+        raise TypeError(f"backend must be a str; got {type(backend).__name__} {backend!r}")
+    # Built here so that bad configuration fails before the event loop starts.
+    coord = ShutdownCoordinator(hooks=hooks, **config)
+
+    async def _main() -> None:
+        async with coord:
+            await main(coord)
+
+    error: BaseException | None = None
+    try:
+        anyio.run(_main, backend=backend, backend_options=dict(backend_options or {}))
+    except SystemExit as exc:
+        error = exc
+    except BaseException as exc:  # main raised: report it, then exit with 1
+        error = exc
+    sys.exit(exit_code(coord, error))
+
+
+def exit_code(coord: ShutdownCoordinator, error: BaseException | None = None) -> int:
+    """The process status :func:`run` uses for a finished coordinator.
+
+    ``error`` is what escaped the ``async with`` block, if anything.
+    """
+    report = coord.report
+    hook_errors = {id(r.error) for r in report.results} if report is not None else set()
+    if report is not None and report.forced:
+        return coord.config.force_exit_code
+    if error is not None and id(error) not in hook_errors:
+        if isinstance(error, SystemExit):
+            code = error.code
+            if code is None or isinstance(code, int):
+                return int(code or 0) if report is None or report.ok else 1
+            print(code, file=sys.stderr)
+            return 1
+        traceback.print_exception(error)
+        return 1
+    if report is None or not report.ok:
+        return 1
+    return 0

@@ -1,0 +1,163 @@
+"""Listening for signals, the ``signal.signal`` fallback, and restoring handlers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any, Literal
+
+import anyio
+import anyio.lowlevel
+from anyio.abc import TaskStatus
+
+from ._report import ShutdownError
+
+__all__ = ["SignalListener", "claimed_signals", "loop_caller"]
+
+logger = logging.getLogger("gracestop")
+
+# Signals claimed by a live coordinator in this process, with their owner's name.
+_claims: dict[signal.Signals, str] = {}
+_claims_lock = threading.Lock()
+
+
+def claimed_signals() -> dict[signal.Signals, str]:
+    """Signals held by coordinators of this process right now, and who holds them."""
+    with _claims_lock:
+        return dict(_claims)
+
+
+def loop_caller() -> Callable[[Callable[[], object]], None]:
+    """Return a function that schedules a callback on the current event loop.
+
+    The function never blocks, may be called from any thread and from a signal
+    handler, and is silent once the loop has closed.
+    """
+    native: Any = anyio.lowlevel.current_token().native_token
+    if isinstance(native, asyncio.AbstractEventLoop):
+        loop = native
+
+        def call_asyncio(fn: Callable[[], object]) -> None:
+            try:
+                loop.call_soon_threadsafe(fn)
+            except RuntimeError:  # the loop is closed: nobody is left to tell
+                pass
+
+        return call_asyncio
+
+    token = native
+
+    def call_trio(fn: Callable[[], object]) -> None:
+        try:
+            token.run_sync_soon(fn)
+        except Exception:  # trio.RunFinishedError: the run is over
+            pass
+
+    return call_trio
+
+
+Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
+
+
+class SignalListener:
+    """Owns a set of signals for one coordinator, from claim to release.
+
+    ``claim()`` records the handlers in place and installs a forwarding handler of
+    our own; ``run()`` (a task) receives the signals, through
+    :func:`anyio.open_signal_receiver` or, in ``"handler"`` mode or where the loop
+    cannot add signal handlers, through the forwarding handler itself;
+    ``release()`` puts back exactly the handlers found by ``claim()``.
+
+    The forwarding handler stays installed under anyio's receiver on purpose:
+    anyio's asyncio backend leaves ``SIG_DFL`` behind when its receiver closes,
+    and trio re-delivers signals that were never read into the handler it
+    restores. With ours underneath, a late signal reaches the coordinator instead
+    of killing the process, and release() then restores the real previous handler.
+    """
+
+    def __init__(
+        self,
+        signals: tuple[signal.Signals, ...],
+        mode: Literal["auto", "handler"],
+        on_signal: Callable[[signal.Signals], None],
+        owner: str,
+    ) -> None:
+        self.signals = signals
+        self.mode = mode
+        self._on_signal = on_signal
+        self._owner = owner
+        self._previous: dict[signal.Signals, Handler] = {}
+        self._call: Callable[[Callable[[], object]], None] | None = None
+        self.used_fallback = False
+
+    def claim(self) -> None:
+        """Claim the signals, or raise ShutdownError if another coordinator holds one."""
+        with _claims_lock:
+            taken = {s: _claims[s] for s in self.signals if s in _claims}
+            if taken:
+                held = ", ".join(f"{s.name} (by {owner})" for s, owner in taken.items())
+                raise ShutdownError(
+                    f"signals already claimed by another coordinator: {held}; "
+                    "pass signals=() to a coordinator that should not listen"
+                )
+            for s in self.signals:
+                _claims[s] = self._owner
+        self._call = loop_caller()
+        try:
+            for s in self.signals:
+                self._previous[s] = signal.getsignal(s)
+                signal.signal(s, self._forward)
+        except BaseException:
+            self.release()
+            raise
+
+    def _forward(self, signum: int, frame: FrameType | None) -> None:
+        """Python-level handler: hand the signal to the loop, thread-safely."""
+        if self._call is not None:
+            sig = signal.Signals(signum)
+            self._call(lambda: self._on_signal(sig))
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Receive signals until cancelled."""
+        if not self.signals:
+            task_status.started()
+            await anyio.sleep_forever()
+        if self.mode == "auto":
+            try:
+                receiver = anyio.open_signal_receiver(*self.signals)
+                with receiver as signals:
+                    task_status.started()
+                    async for sig in signals:
+                        self._on_signal(sig)
+            except NotImplementedError:
+                # The loop cannot add signal handlers (asyncio on Windows): the
+                # forwarding handler installed by claim() delivers them instead.
+                logger.debug("event loop has no signal support; using signal.signal")
+                signal_fallback = True
+            else:  # pragma: no cover - the receiver loop only ends by cancellation
+                return
+            self.used_fallback = signal_fallback
+            for s in self.signals:
+                signal.signal(s, self._forward)
+        else:
+            self.used_fallback = True
+        task_status.started()
+        await anyio.sleep_forever()
+
+    def release(self) -> None:
+        """Restore the previous handlers and give the signals back."""
+        for s, previous in self._previous.items():
+            try:
+                signal.signal(s, previous if previous is not None else signal.SIG_DFL)
+            except (OSError, ValueError, TypeError):  # pragma: no cover - defensive
+                logger.warning("could not restore the handler of %s", s.name, exc_info=True)
+        self._previous.clear()
+        self._call = None
+        with _claims_lock:
+            for s in self.signals:
+                if _claims.get(s) == self._owner:
+                    del _claims[s]

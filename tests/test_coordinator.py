@@ -1,0 +1,732 @@
+"""ShutdownCoordinator behaviour, in process, on asyncio and trio."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import anyio
+import pytest
+
+import gracestop
+from gracestop import (
+    HookContext,
+    Hooks,
+    HookStatus,
+    Phase,
+    ShutdownConfig,
+    ShutdownCoordinator,
+    ShutdownError,
+    State,
+)
+
+pytestmark = pytest.mark.anyio
+
+QUIET = {"signals": ()}  # in-process tests trigger by hand; signals are tested in tests/process
+
+
+def coordinator(hooks: Hooks | None = None, **overrides: object) -> ShutdownCoordinator:
+    return ShutdownCoordinator(hooks=hooks if hooks is not None else Hooks(), **QUIET, **overrides)
+
+
+async def test_phases_run_in_order_and_block_exits_normally() -> None:
+    events: list[str] = []
+    hooks = Hooks()
+
+    @hooks.on_shutdown
+    async def close_db() -> None:
+        events.append("shutdown")
+
+    @hooks.on_wrap_up
+    async def flush() -> None:
+        await anyio.sleep(0.01)
+        events.append("wrap_up")
+
+    async with coordinator(hooks) as coord:
+        assert coord.state is State.RUNNING
+        assert coord.ready
+        coord.shutdown("test")
+        await anyio.sleep_forever()
+    assert events == ["wrap_up", "shutdown"]
+    assert coord.state is State.STOPPED
+    report = coord.report
+    assert report is not None
+    assert report.ok
+    assert report.trigger.kind == "manual"
+    assert report.trigger.reason == "test"
+    assert [r.name for r in report.results] == ["flush", "close_db"]
+    assert [r.phase for r in report.results] == [Phase.WRAP_UP, Phase.SHUTDOWN]
+
+
+async def test_body_returning_triggers_exit_and_runs_hooks_before_aexit_returns() -> None:
+    ran: list[str] = []
+    hooks = Hooks()
+    hooks.add_shutdown_listener(lambda: ran.append("sync-lambda"))
+    async with coordinator(hooks) as coord:
+        pass
+    assert ran == ["sync-lambda"]
+    assert coord.report is not None
+    assert coord.report.trigger.kind == "exit"
+
+
+async def test_body_error_propagates_unchanged_after_the_hooks_ran() -> None:
+    ran: list[str] = []
+    hooks = Hooks()
+
+    @hooks.on_shutdown
+    async def cleanup() -> None:
+        ran.append("cleanup")
+
+    class Boom(Exception):
+        pass
+
+    boom = Boom("in the body")
+    with pytest.raises(Boom) as info:
+        async with coordinator(hooks) as coord:
+            raise boom
+    assert info.value is boom
+    assert ran == ["cleanup"]
+    assert coord.report is not None
+    assert coord.report.trigger.kind == "error"
+    assert "Boom" in coord.report.trigger.reason
+
+
+async def test_outer_cancellation_runs_the_shutdown_shielded_then_propagates() -> None:
+    hooks = Hooks()
+    done: list[str] = []
+
+    @hooks.on_wrap_up
+    async def slow_flush() -> None:
+        await anyio.sleep(0.05)  # must survive the outer cancellation
+        done.append("flushed")
+
+    coord = coordinator(hooks)
+    with anyio.CancelScope() as outer:
+        async with coord:
+            outer.cancel()
+            await anyio.sleep_forever()
+    assert outer.cancelled_caught
+    assert done == ["flushed"]
+    assert coord.report is not None
+    assert coord.report.trigger.kind == "cancelled"
+    assert coord.report.ok
+
+
+async def test_finished_returns_the_report_inside_the_body() -> None:
+    async with coordinator() as coord:
+        coord.shutdown()
+        report = await coord.finished()
+        assert report is coord.report
+        trigger = await coord.triggered()
+        assert trigger is report.trigger
+
+
+async def test_order_groups_run_in_sequence_and_equal_orders_together() -> None:
+    hooks = Hooks()
+    log: list[str] = []
+    both_running = anyio.Event()
+    started: set[str] = set()
+
+    async def together(name: str) -> None:
+        started.add(name)
+        if {"a", "b"} <= started:
+            both_running.set()
+        with anyio.fail_after(2):
+            await both_running.wait()
+        log.append(name)
+
+    async def first() -> None:
+        log.append("first")
+
+    async def a() -> None:
+        await together("a")
+
+    async def b() -> None:
+        await together("b")
+
+    async def last() -> None:
+        log.append("last")
+
+    hooks.on_shutdown(order=10)(last)
+    hooks.on_shutdown(order=5)(a)
+    hooks.on_shutdown(order=5)(b)
+    hooks.on_shutdown(order=-1)(first)
+    async with coordinator(hooks) as coord:
+        coord.shutdown()
+    assert log[0] == "first"
+    assert sorted(log[1:3]) == ["a", "b"]
+    assert log[3] == "last"
+    assert coord.report is not None and coord.report.ok
+
+
+async def test_shutdown_phase_starts_as_soon_as_wrap_up_is_done() -> None:
+    hooks = Hooks()
+    hooks.add_wrap_up_listener(lambda: None)
+    closed = hooks.add_shutdown_listener(lambda: None)
+    async with coordinator(hooks, wrap_up_time=3, wait_time=5) as coord:
+        coord.shutdown()
+    result = await closed()
+    assert result.started_at is not None
+    # Far below wrap_up_time: no fixed sleep stands between the phases.
+    assert result.started_at < 1.0
+    assert coord.report is not None and coord.report.duration < 1.0
+
+
+async def test_hold_keeps_wrap_up_open_until_released() -> None:
+    hooks = Hooks()
+    order: list[str] = []
+
+    @hooks.on_shutdown
+    async def close_db() -> None:
+        order.append("db closed")
+
+    async with coordinator(hooks, wrap_up_time=3, wait_time=5) as coord:
+        async with coord.hold("request"):
+            coord.shutdown()
+            await anyio.sleep(0.05)
+            assert coord.state is State.WRAPPING_UP
+            assert coord.open_holds == ("request",)
+            order.append("request done")
+    assert order == ["request done", "db closed"]
+    assert coord.report is not None
+    assert coord.report.open_holds == ()
+
+
+async def test_hold_still_open_when_wrap_up_time_runs_out_is_reported(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hooks = Hooks()
+    closed = hooks.add_shutdown_listener(lambda: None)
+    caplog.set_level(logging.WARNING, logger="gracestop")
+    async with coordinator(hooks, wrap_up_time=0.1, wait_time=2) as coord:
+        with coord.hold("stuck-request"):  # the sync form
+            coord.shutdown()
+            result = await closed()
+            assert result.status is HookStatus.OK
+            await coord.finished()
+            assert coord.state is State.STOPPED
+    assert coord.report is not None
+    assert coord.report.open_holds == ("stuck-request",)
+    assert "stuck-request" in caplog.text
+
+
+async def test_hold_released_from_another_thread_ends_wrap_up() -> None:
+    hooks = Hooks()
+    closed = hooks.add_shutdown_listener(lambda: None)
+    async with coordinator(hooks, wrap_up_time=3, wait_time=5) as coord:
+        hold = coord.hold("threaded")
+        hold.__enter__()
+        coord.shutdown()
+        release = threading.Timer(0.05, hold.__exit__, args=(None, None, None))
+        release.start()
+        result = await closed()
+        release.join()
+    assert result.status is HookStatus.OK
+    assert result.started_at is not None and result.started_at < 2.0
+
+
+async def test_hold_cannot_be_entered_twice_and_validates_its_name() -> None:
+    async with coordinator() as coord:
+        hold = coord.hold("x")
+        with hold, pytest.raises(ShutdownError, match="already open"):
+            hold.__enter__()
+        with pytest.raises(TypeError, match="name"):
+            coord.hold(3)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="name"):
+            coord.hold("")
+        assert "closed" in repr(hold)
+
+
+async def test_wrap_up_hook_past_the_window_runs_on_beside_shutdown_hooks() -> None:
+    hooks = Hooks()
+    seen: list[str] = []
+    shutdown_started = anyio.Event()
+
+    @hooks.on_wrap_up
+    async def long_flush() -> None:
+        with anyio.fail_after(2):
+            await shutdown_started.wait()
+        seen.append("flush saw the shutdown phase")
+
+    @hooks.on_shutdown
+    async def close() -> None:
+        shutdown_started.set()
+
+    async with coordinator(hooks, wrap_up_time=0.05, wait_time=3) as coord:
+        coord.shutdown()
+    assert seen == ["flush saw the shutdown phase"]
+    assert coord.report is not None and coord.report.ok
+
+
+async def test_deadline_times_out_running_hooks_and_cancels_unstarted_ones() -> None:
+    hooks = Hooks()
+    stuck = hooks.add_wrap_up_listener(anyio.sleep_forever, name="stuck")
+    later = hooks.add_shutdown_listener(lambda: None, name="later", order=1)
+    blocker = hooks.add_shutdown_listener(anyio.sleep_forever, name="blocker")
+    async with coordinator(hooks, wrap_up_time=0.05, wait_time=0.3) as coord:
+        coord.shutdown()
+    report = coord.report
+    assert report is not None
+    assert report.forced
+    assert report.forced_by == "deadline"
+    assert not report.ok
+    assert (await stuck()).status is HookStatus.TIMED_OUT
+    assert (await blocker()).status is HookStatus.TIMED_OUT
+    never = await later()
+    assert never.status is HookStatus.CANCELLED
+    assert never.started_at is None
+
+
+async def test_hook_timeout_and_default_hook_timeout() -> None:
+    hooks = Hooks()
+    own = hooks.add_wrap_up_listener(anyio.sleep_forever, timeout="50ms")
+    default = hooks.add_shutdown_listener(anyio.sleep_forever)
+    quick = hooks.add_shutdown_listener(lambda: None)
+    async with coordinator(hooks, hook_timeout=0.05, wait_time=3) as coord:
+        coord.shutdown()
+    assert (await own()).status is HookStatus.TIMED_OUT
+    assert (await default()).status is HookStatus.TIMED_OUT
+    assert (await quick()).status is HookStatus.OK
+    assert isinstance((await own()).error, TimeoutError)
+    assert coord.report is not None
+    assert not coord.report.forced
+    assert coord.report.duration < 2
+
+
+async def test_sync_hooks_run_in_a_worker_thread_without_blocking_the_loop() -> None:
+    hooks = Hooks()
+    threads: list[int] = []
+    ticks = 0
+
+    def blocking_close() -> None:
+        threads.append(threading.get_ident())
+        time.sleep(0.2)
+
+    async def ticker() -> None:
+        nonlocal ticks
+        for _ in range(5):
+            await anyio.sleep(0.02)
+            ticks += 1
+
+    hooks.on_shutdown(blocking_close)
+    hooks.on_shutdown(ticker)
+    async with coordinator(hooks) as coord:
+        coord.shutdown()
+    assert threads and threads[0] != threading.get_ident()
+    assert ticks == 5
+    assert coord.report is not None and coord.report.ok
+
+
+async def test_sync_hook_abandoned_at_its_timeout() -> None:
+    hooks = Hooks()
+    release = threading.Event()
+    stuck = hooks.add_shutdown_listener(lambda: release.wait(5), timeout=0.05)
+    async with coordinator(hooks, hard_exit=False) as coord:
+        coord.shutdown()
+    release.set()
+    assert (await stuck()).status is HookStatus.TIMED_OUT
+    assert coord.report is not None and coord.report.duration < 2
+
+
+async def test_sync_hook_returning_a_coroutine_is_reported_as_failed() -> None:
+    hooks = Hooks()
+
+    async def work() -> None:
+        pass
+
+    wrong = hooks.add_shutdown_listener(lambda: work())
+    async with coordinator(hooks) as coord:
+        coord.shutdown()
+    result = await wrong()
+    assert result.status is HookStatus.FAILED
+    assert isinstance(result.error, TypeError)
+    assert "async def" in str(result.error)
+
+
+async def test_failing_hook_is_logged_and_reported_and_others_still_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hooks = Hooks()
+    ran: list[str] = []
+
+    @hooks.on_shutdown(name="broken")
+    async def broken() -> None:
+        raise RuntimeError("connection lost")
+
+    @hooks.on_shutdown
+    async def fine() -> None:
+        await anyio.sleep(0.01)
+        ran.append("fine")
+
+    caplog.set_level(logging.WARNING, logger="gracestop")
+    async with coordinator(hooks) as coord:
+        coord.shutdown()
+    assert ran == ["fine"]
+    report = coord.report
+    assert report is not None and not report.ok and not report.forced
+    failed = report.by_status(HookStatus.FAILED)
+    assert [r.name for r in failed] == ["broken"]
+    assert isinstance(failed[0].error, RuntimeError)
+    record = next(r for r in caplog.records if "broken" in r.getMessage())
+    assert record.exc_info is not None
+    assert "connection lost" in caplog.text
+
+
+async def test_keyboard_interrupt_in_a_hook_is_recorded_then_raised_after_the_shutdown() -> None:
+    hooks = Hooks()
+    ran: list[str] = []
+
+    @hooks.on_wrap_up
+    async def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    @hooks.on_shutdown
+    async def still_runs() -> None:
+        ran.append("ran")
+
+    coord = coordinator(hooks)
+    with pytest.raises(KeyboardInterrupt):
+        async with coord:
+            coord.shutdown()
+    assert ran == ["ran"]
+    assert coord.report is not None
+    assert coord.report.by_status(HookStatus.FAILED)[0].name == "interrupted"
+
+
+async def test_hook_context_tells_phase_name_trigger_and_deadline() -> None:
+    hooks = Hooks()
+    seen: list[HookContext] = []
+    remaining: list[float] = []
+
+    @hooks.on_wrap_up(name="ctx-hook", timeout=2)
+    async def with_context(ctx: HookContext) -> None:
+        seen.append(ctx)
+        remaining.append(ctx.remaining())
+        assert ctx.deadline <= anyio.current_time() + 2
+
+    @hooks.on_shutdown
+    def sync_with_context(ctx: HookContext) -> None:
+        remaining.append(ctx.remaining())  # works off the loop thread too
+
+    async with coordinator(hooks, wait_time=5) as coord:
+        coord.shutdown("ctx")
+    (ctx,) = seen
+    assert ctx.name == "ctx-hook"
+    assert ctx.phase is Phase.WRAP_UP
+    assert ctx.trigger.reason == "ctx"
+    assert 1.5 < remaining[0] <= 2
+    assert 3 < remaining[1] <= 5
+    assert "ctx-hook" in repr(ctx)
+    assert coord.report is not None and coord.report.ok
+
+
+async def test_late_hooks_join_or_start_at_once_and_their_waiters_return() -> None:
+    hooks = Hooks()
+    waiters: dict[str, gracestop.Waiter] = {}
+    registered = anyio.Event()
+    ran: list[str] = []
+
+    async def late_shutdown() -> None:
+        ran.append("late shutdown")
+
+    async def late_wrap_up() -> None:
+        ran.append("late wrap-up")
+
+    coord = coordinator(hooks)
+
+    @hooks.on_wrap_up
+    async def registers_more() -> None:
+        # The wrap-up phase is running: a wrap-up hook starts at once, a shutdown
+        # hook joins its phase.
+        waiters["wrap"] = coord.add_wrap_up_listener(late_wrap_up)
+        waiters["shut"] = coord.add_shutdown_listener(late_shutdown)
+        registered.set()
+        await anyio.sleep(0.02)
+
+    async with coord:
+        coord.shutdown()
+        await coord.triggered()
+        body_late = coord.add_shutdown_listener(lambda: ran.append("from body"))
+        await registered.wait()
+        results = [await waiters["wrap"](), await waiters["shut"](), await body_late()]
+    assert all(r.status is HookStatus.OK for r in results)
+    assert all(r.late for r in results)
+    assert set(ran) == {"late wrap-up", "late shutdown", "from body"}
+    assert ran.index("late wrap-up") < ran.index("late shutdown")
+    with pytest.raises(ShutdownError, match="stopped"):
+        coord.add_shutdown_listener(late_shutdown)
+
+
+async def test_hook_registered_late_after_both_phases_started_runs_at_once() -> None:
+    hooks = Hooks()
+    coord = coordinator(hooks, wait_time=3)
+    late: list[gracestop.Waiter] = []
+
+    @hooks.on_shutdown
+    async def registers_late_wrap_up() -> None:
+        late.append(coord.add_wrap_up_listener(lambda: None, name="late-wrap-up"))
+
+    async with coord:
+        coord.shutdown()
+    result = await late[0]()
+    assert result.status is HookStatus.OK
+    assert result.late
+    assert coord.report is not None
+    assert [r.name for r in coord.report.results] == ["late-wrap-up", "registers_late_wrap_up"]
+
+
+async def test_waiter_of_decorated_hooks_and_of_registries() -> None:
+    hooks = Hooks()
+
+    @hooks.on_shutdown
+    async def from_registry() -> None:
+        pass
+
+    async with coordinator(hooks) as coord:
+
+        @coord.on_wrap_up(name="own")
+        async def own() -> None:
+            pass
+
+        own_waiter = coord.waiter(own)
+        reg_waiter = coord.waiter(from_registry)
+        assert reg_waiter is hooks.waiter(from_registry)
+        assert not own_waiter.done
+        assert own_waiter.result is None
+        assert "pending" in repr(own_waiter)
+        coord.shutdown()
+        first, second = await own_waiter(), await own_waiter.wait()
+        assert first is second
+        assert await reg_waiter is reg_waiter.result
+    assert own_waiter.done
+    with pytest.raises(ValueError, match="not registered"):
+        coord.waiter(print)
+
+
+async def test_waiter_awaited_by_several_tasks() -> None:
+    hooks = Hooks()
+    waiter = hooks.add_wrap_up_listener(lambda: None)
+    results: list[object] = []
+
+    async def wait_for_it() -> None:
+        results.append(await waiter())
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(3):
+            tg.start_soon(wait_for_it)
+        async with coordinator(hooks) as coord:
+            await anyio.sleep(0.01)
+            coord.shutdown()
+    assert len(results) == 3
+    assert all(r is results[0] for r in results)
+
+
+async def test_registry_hooks_are_read_at_trigger_time() -> None:
+    hooks = Hooks()
+    coord = coordinator(hooks)
+    async with coord:
+        hooks.add_shutdown_listener(lambda: None, name="before")
+        coord.shutdown()
+        hooks.add_shutdown_listener(lambda: None, name="after")  # not seen
+    assert coord.report is not None
+    assert [r.name for r in coord.report.results] == ["before"]
+
+
+async def test_default_registry_and_module_level_decorators(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(gracestop.default_hooks, "_hooks", [])
+    ran: list[str] = []
+
+    @gracestop.on_wrap_up
+    async def module_level() -> None:
+        ran.append("wrap")
+
+    @gracestop.on_shutdown(name="module-close")
+    def module_close() -> None:
+        ran.append("close")
+
+    assert len(gracestop.default_hooks) == 2
+    async with ShutdownCoordinator(signals=()) as coord:
+        coord.shutdown()
+    assert ran == ["wrap", "close"]
+    assert coord.report is not None
+    assert [r.name for r in coord.report.results] == ["module_level", "module-close"]
+
+
+async def test_several_registries_and_duplicates() -> None:
+    one, two = Hooks(), Hooks()
+    one.add_wrap_up_listener(lambda: None, name="one")
+    two.add_wrap_up_listener(lambda: None, name="two")
+    async with ShutdownCoordinator(hooks=[one, two, one], signals=()) as coord:
+        coord.shutdown()
+    assert coord.report is not None
+    assert [r.name for r in coord.report.results] == ["one", "two"]
+
+
+async def test_states_readiness_and_drain_delay() -> None:
+    seen: list[tuple[State, bool, bool]] = []
+    hooks = Hooks()
+
+    @hooks.on_wrap_up
+    async def record_wrap_up() -> None:
+        seen.append((coord.state, coord.ready, coord.accepting))
+
+    @hooks.on_shutdown
+    async def record_shutdown() -> None:
+        seen.append((coord.state, coord.ready, coord.accepting))
+
+    coord = coordinator(hooks, drain_delay=0.1, wait_time=2)
+    assert coord.state is State.IDLE
+    assert not coord.ready and not coord.accepting
+    async with coord:
+        assert (coord.state, coord.ready, coord.accepting) == (State.RUNNING, True, True)
+        coord.shutdown()
+        assert (coord.state, coord.ready, coord.accepting) == (State.DRAINING, False, True)
+        await anyio.sleep(0.05)
+        assert coord.state is State.DRAINING  # still serving during the drain delay
+    assert seen == [
+        (State.WRAPPING_UP, False, False),
+        (State.SHUTTING_DOWN, False, False),
+    ]
+    report = coord.report
+    assert report is not None
+    drain = report.phases[0]
+    assert drain.name == "drain"
+    assert drain.end is not None and drain.end - drain.start >= 0.09
+
+
+async def test_drain_delay_is_skipped_when_the_block_ends() -> None:
+    async with coordinator(drain_delay=5, wait_time=6) as coord:
+        pass
+    assert coord.report is not None
+    assert coord.report.duration < 1
+    assert [p.name for p in coord.report.phases] == ["wrap_up", "shutdown"]
+
+
+async def test_shutdown_is_idempotent_and_callable_from_another_thread() -> None:
+    async with coordinator() as coord:
+        thread = threading.Thread(target=coord.shutdown, args=("from a thread",))
+        thread.start()
+        trigger = await coord.triggered()
+        thread.join()
+        coord.shutdown("again")
+        assert trigger.reason == "from a thread"
+    assert coord.report is not None
+    assert coord.report.trigger.reason == "from a thread"
+
+
+async def test_misuse_raises_shutdown_error() -> None:
+    coord = coordinator()
+    with pytest.raises(ShutdownError, match="entered"):
+        coord.shutdown()
+    with pytest.raises(ShutdownError, match="entered"):
+        await coord.triggered()
+    with pytest.raises(ShutdownError, match="entered"):
+        await coord.finished()
+    async with coord:
+        coord.set_time_to_force_quit("3s")
+        assert coord.config.wait_time == 3.0
+        coord.shutdown()
+        with pytest.raises(ShutdownError, match="before"):
+            coord.set_time_to_force_quit(10)
+    with pytest.raises(ShutdownError, match="runs once"):
+        async with coord:
+            pass
+
+
+async def test_bad_input_is_refused_with_clear_errors() -> None:
+    coord = coordinator()
+    with pytest.raises(TypeError, match="callable"):
+        coord.add_wrap_up_listener("not a function")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="on_shutdown"):
+        coord.on_shutdown("db")
+    with pytest.raises(ValueError, match="timeout"):
+        coord.on_shutdown(timeout=-1)
+    with pytest.raises(TypeError, match="order"):
+        coord.add_shutdown_listener(print, order="first")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="name"):
+        coord.add_shutdown_listener(print, name=5)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="reason"):
+        async with coord:
+            coord.shutdown(reason=None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="config"):
+        ShutdownCoordinator({"wait_time": 3})  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="hooks"):
+        ShutdownCoordinator(hooks="mine")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="hooks"):
+        ShutdownCoordinator(hooks=[Hooks(), 3])  # type: ignore[list-item]
+    with pytest.raises(ValueError, match="wiat_time"):
+        ShutdownCoordinator(wiat_time=3)
+    with pytest.raises(ValueError, match="wait_time"):
+        ShutdownCoordinator(wait_time="soon")
+    with pytest.raises(TypeError, match="must take no argument or one HookContext"):
+        coord.add_shutdown_listener(lambda a, b: None)
+
+
+async def test_config_and_overrides_combine() -> None:
+    base = ShutdownConfig(wait_time=8, wrap_up_time=2)
+    coord = ShutdownCoordinator(base, wrap_up_time=3, signals=())
+    assert coord.config.wait_time == 8
+    assert coord.config.wrap_up_time == 3
+    assert gracestop.Coordinator is ShutdownCoordinator
+    assert "idle" in repr(coord)
+
+
+async def test_progress_lines_name_what_is_still_pending(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hooks = Hooks()
+
+    @hooks.on_wrap_up(name="slow-flush")
+    async def slow() -> None:
+        await anyio.sleep(0.3)
+
+    caplog.set_level(logging.INFO, logger="gracestop")
+    async with coordinator(hooks, progress_interval=0.05, wait_time=3) as coord:
+        async with coord.hold("upload"):
+            coord.shutdown()
+            await anyio.sleep(0.2)
+    progress = [r.getMessage() for r in caplog.records if "still waiting" in r.getMessage()]
+    assert progress
+    assert "slow-flush" in progress[0]
+    assert "hold upload" in progress[0]
+    assert "force quit in" in progress[0]
+
+
+async def test_trigger_and_summary_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="gracestop")
+    hooks = Hooks()
+    hooks.add_shutdown_listener(lambda: None, name="close")
+    async with coordinator(hooks, wait_time=5.5) as coord:
+        coord.shutdown("deploy")
+    messages = [r.getMessage() for r in caplog.records]
+    assert "shutdown requested (deploy), shutting down; force quit in 5.5s" in messages
+    assert any(m.startswith("wrap-up phase") for m in messages)
+    assert any(m.startswith("shutdown phase") for m in messages)
+    assert any(m.startswith("shutdown ok in") for m in messages)
+    assert any("hook close ended" in m for m in messages)
+
+
+async def test_second_signal_forces_the_quit_in_process() -> None:
+    import signal
+
+    hooks = Hooks()
+    slow = hooks.add_wrap_up_listener(anyio.sleep_forever, name="slow")
+    never = hooks.add_shutdown_listener(lambda: None, name="never")
+    async with ShutdownCoordinator(hooks=hooks, signals=("USR1",), hard_exit=False) as coord:
+        import os
+
+        os.kill(os.getpid(), signal.SIGUSR1)
+        await coord.triggered()
+        while coord.state is not State.WRAPPING_UP:
+            await anyio.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        await anyio.sleep_forever()
+    report = coord.report
+    assert report is not None
+    assert report.forced and report.forced_by == "signal"
+    assert (await slow()).status is HookStatus.CANCELLED
+    assert (await never()).status is HookStatus.CANCELLED
+    assert report.trigger.signal is signal.SIGUSR1

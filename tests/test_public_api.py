@@ -1,0 +1,72 @@
+"""The public surface: names, docstrings, lazy imports."""
+
+from __future__ import annotations
+
+import inspect
+import subprocess
+import sys
+
+import gracestop
+
+DESIGN_NAMES = {
+    "ShutdownCoordinator",
+    "Coordinator",
+    "ShutdownConfig",
+    "Hooks",
+    "HookContext",
+    "Waiter",
+    "HookResult",
+    "HookStatus",
+    "ShutdownReport",
+    "Trigger",
+    "Phase",
+    "State",
+    "ShutdownError",
+    "default_hooks",
+    "on_wrap_up",
+    "on_shutdown",
+    "run",
+}
+
+
+def test_every_design_name_is_exported() -> None:
+    assert set(gracestop.__all__) >= DESIGN_NAMES
+    for name in gracestop.__all__:
+        assert hasattr(gracestop, name), name
+
+
+def test_all_lists_every_public_name() -> None:
+    public = {n for n in vars(gracestop) if not n.startswith("_")}
+    public -= {"annotations", "Any"}
+    assert public <= set(gracestop.__all__)
+
+
+def test_every_public_name_has_a_docstring() -> None:
+    for name in gracestop.__all__:
+        obj = getattr(gracestop, name)
+        if name in {"__version__", "default_hooks", "HookFunc"}:
+            continue
+        assert inspect.getdoc(obj), f"{name} has no docstring"
+        if inspect.isclass(obj):
+            for attr, member in vars(obj).items():
+                if attr.startswith("_") or not callable(member):
+                    continue
+                assert inspect.getdoc(member), f"{name}.{attr} has no docstring"
+
+
+def test_version_is_served_from_metadata() -> None:
+    assert isinstance(gracestop.__version__, str)
+    assert gracestop.__version__[0].isdigit()
+
+
+def test_import_is_light_and_imports_no_integration() -> None:
+    code = (
+        "import sys, gracestop; "
+        "heavy = {'trio', 'uvicorn', 'aiohttp', 'hypercorn', 'starlette', 'h11'}; "
+        "heavy &= set(sys.modules); "
+        "print(sorted(heavy))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

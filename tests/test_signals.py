@@ -1,0 +1,149 @@
+"""Signals in process: claiming, the fallback path, restoring handlers.
+
+Real signals are sent to this very process with os.kill; the subprocess suite in
+tests/process covers exit codes and deadlines.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from types import FrameType
+
+import anyio
+import pytest
+
+from gracestop import Hooks, ShutdownCoordinator, ShutdownError, State
+from gracestop._signals import claimed_signals
+
+pytestmark = pytest.mark.anyio
+
+
+def previous_handler(signum: int, frame: FrameType | None) -> None:
+    raise AssertionError("the coordinator should have had this signal")
+
+
+@pytest.fixture
+def restore_usr_handlers() -> object:
+    saved = {s: signal.getsignal(s) for s in (signal.SIGUSR1, signal.SIGUSR2)}
+    yield saved
+    for s, handler in saved.items():
+        signal.signal(s, handler)
+
+
+@pytest.mark.parametrize("mode", ["auto", "handler"])
+async def test_signal_triggers_and_previous_handlers_come_back(
+    mode: str, restore_usr_handlers: object
+) -> None:
+    signal.signal(signal.SIGUSR1, previous_handler)
+    signal.signal(signal.SIGUSR2, signal.SIG_IGN)
+    async with ShutdownCoordinator(
+        hooks=Hooks(), signals=["USR1", "SIGUSR2"], signal_mode=mode, hard_exit=False
+    ) as coord:
+        assert coord.signals == (signal.SIGUSR1, signal.SIGUSR2)
+        assert set(claimed_signals()) >= {signal.SIGUSR1, signal.SIGUSR2}
+        os.kill(os.getpid(), signal.SIGUSR2)
+        trigger = await coord.triggered()
+        await anyio.sleep_forever()
+    assert trigger.kind == "signal"
+    assert trigger.signal is signal.SIGUSR2
+    assert signal.getsignal(signal.SIGUSR1) is previous_handler
+    assert signal.getsignal(signal.SIGUSR2) is signal.SIG_IGN
+    assert signal.SIGUSR1 not in claimed_signals()
+
+
+async def test_sigint_handler_of_the_event_loop_is_restored_after_a_sigint_shutdown() -> None:
+    # asyncio's runner and trio each install their own SIGINT handler: it must come back.
+    before = signal.getsignal(signal.SIGINT)
+    async with ShutdownCoordinator(hooks=Hooks(), signals=["INT"], hard_exit=False) as coord:
+        os.kill(os.getpid(), signal.SIGINT)
+        await coord.finished()
+    assert coord.report is not None
+    assert coord.report.trigger.signal is signal.SIGINT
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+async def test_a_second_claim_of_a_signal_is_refused(restore_usr_handlers: object) -> None:
+    async with ShutdownCoordinator(hooks=Hooks(), signals=["USR1"]) as outer:
+        with pytest.raises(ShutdownError, match="SIGUSR1"):
+            async with ShutdownCoordinator(hooks=Hooks(), signals=[signal.SIGUSR1]):
+                pass
+        assert outer.state is State.RUNNING
+
+
+async def test_default_signals_already_claimed_means_going_without() -> None:
+    async with ShutdownCoordinator(hooks=Hooks(), hard_exit=False) as outer:
+        assert outer.signals == (signal.SIGTERM, signal.SIGINT)
+        async with ShutdownCoordinator(hooks=Hooks()) as inner:
+            assert inner.signals == ()
+        assert signal.SIGTERM in claimed_signals()
+    assert signal.SIGTERM not in claimed_signals()
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_off_the_main_thread_no_signals_unless_asked_then_an_error() -> None:
+    outcome: dict[str, object] = {}
+
+    async def default() -> None:
+        async with ShutdownCoordinator(hooks=Hooks()) as coord:
+            outcome["signals"] = coord.signals
+
+    async def explicit() -> None:
+        async with ShutdownCoordinator(hooks=Hooks(), signals=["TERM"]):
+            pass
+
+    def in_thread() -> None:
+        anyio.run(default)
+        try:
+            anyio.run(explicit, backend="trio")
+        except ShutdownError as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=in_thread)
+    thread.start()
+    thread.join(10)
+    assert outcome["signals"] == ()
+    assert "main thread" in str(outcome["error"])
+    assert signal.SIGTERM not in claimed_signals()
+
+
+async def test_signal_after_a_manual_trigger_counts_as_the_first(
+    restore_usr_handlers: object,
+) -> None:
+    hooks = Hooks()
+    release = anyio.Event()
+
+    @hooks.on_wrap_up
+    async def waits() -> None:
+        with anyio.fail_after(2):
+            await release.wait()
+
+    async with ShutdownCoordinator(hooks=hooks, signals=["USR1"], hard_exit=False) as coord:
+        coord.shutdown("deploy")
+        while coord.state is not State.WRAPPING_UP:
+            await anyio.sleep(0.005)
+        os.kill(os.getpid(), signal.SIGUSR1)
+        await anyio.sleep(0.05)
+        assert coord.state is State.WRAPPING_UP  # not forced
+        release.set()
+    assert coord.report is not None
+    assert coord.report.ok
+    assert coord.report.trigger.kind == "manual"
+
+
+async def test_second_signal_ignored_when_configured(restore_usr_handlers: object) -> None:
+    hooks = Hooks()
+    release = anyio.Event()
+    done = hooks.add_wrap_up_listener(release.wait)
+    async with ShutdownCoordinator(
+        hooks=hooks, signals=["USR1"], second_signal="ignore", hard_exit=False
+    ) as coord:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        await coord.triggered()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        await anyio.sleep(0.05)
+        assert not done.done
+        release.set()
+    assert coord.report is not None
+    assert coord.report.ok
