@@ -129,10 +129,16 @@ class SignalListener:
         if self.mode == "auto":
             try:
                 receiver = anyio.open_signal_receiver(*self.signals)
-                with receiver as signals:
-                    task_status.started()
-                    async for sig in signals:
-                        self._on_signal(sig)
+                try:
+                    with receiver as signals:
+                        task_status.started()
+                        async for sig in signals:
+                            self._on_signal(sig)
+                finally:
+                    # anyio's asyncio backend has just left SIG_DFL behind: until
+                    # release() restores the previous handlers, ours must catch
+                    # any signal, or a SIGTERM now would kill the process.
+                    self._reinstall()
             except NotImplementedError:
                 # The loop cannot add signal handlers (asyncio on Windows): the
                 # forwarding handler installed by claim() delivers them instead.
@@ -141,12 +147,15 @@ class SignalListener:
             else:  # pragma: no cover - the receiver loop only ends by cancellation
                 return
             self.used_fallback = signal_fallback
-            for s in self.signals:
-                signal.signal(s, self._forward)
         else:
             self.used_fallback = True
         task_status.started()
         await anyio.sleep_forever()
+
+    def _reinstall(self) -> None:
+        if self._call is not None:
+            for s in self._previous:
+                signal.signal(s, self._forward)
 
     def release(self) -> None:
         """Restore the previous handlers and give the signals back."""
