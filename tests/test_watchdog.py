@@ -53,7 +53,7 @@ def test_fires_with_the_pending_work_and_every_stack_while_the_main_thread_is_st
     assert proc.returncode == 42
     assert elapsed < 5
     assert proc.stdout == "armed\n"
-    assert "the shutdown outlived its deadline" in proc.stderr
+    assert "the process outlived its shutdown deadline" in proc.stderr
     assert "pending: hook stuck-one" in proc.stderr
     assert "time.sleep(30)" in proc.stderr or "<string>" in proc.stderr
     assert "Thread" in proc.stderr

@@ -50,11 +50,13 @@ _ids = itertools.count(1)
 class _HookRun:
     """One hook's run within one shutdown."""
 
-    __slots__ = ("ended", "error", "hook", "late", "started", "status")
+    __slots__ = ("abandoned", "ended", "error", "hook", "late", "started", "status")
 
     def __init__(self, hook: Hook, *, late: bool = False) -> None:
         self.hook = hook
         self.late = late
+        # A sync hook whose worker thread was left running at its deadline.
+        self.abandoned = False
         self.status = HookStatus.PENDING
         self.started: float | None = None
         self.ended: float | None = None
@@ -195,6 +197,7 @@ class ShutdownCoordinator(_Registrar):
         self._hold_ids = itertools.count(1)
         self._open_holds_at_window: tuple[str, ...] = ()
         self._signals_received = 0
+        self._early_signals: list[signal.Signals] = []
         self._forced: str | None = None
         self._reraise: BaseException | None = None
         self._abandoned_threads = False
@@ -386,6 +389,11 @@ class ShutdownCoordinator(_Registrar):
 
     def _on_signal(self, sig: signal.Signals) -> None:
         """A signal reached the loop thread."""
+        if self._state is State.IDLE:
+            # Still entering: the handler is in place but the coordinator is not
+            # running yet. Keep the signal for the end of __aenter__.
+            self._early_signals.append(sig)
+            return
         if self._trigger is None:
             self._start(Trigger("signal", signal=sig, reason=sig.name))
             return
@@ -489,6 +497,9 @@ class ShutdownCoordinator(_Registrar):
             self._state = State.RUNNING
         self._body_scope = anyio.CancelScope()
         self._body_scope.__enter__()
+        early, self._early_signals = self._early_signals, []
+        for sig in early:
+            self._on_signal(sig)
         logger.debug(
             "coordinator entered; signals: %s",
             ", ".join(s.name for s in listener.signals) or "none",
@@ -696,8 +707,11 @@ class ShutdownCoordinator(_Registrar):
                         )
                     except anyio.get_cancelled_exc_class():
                         self._abandoned_threads = True
+                        run.abandoned = True
                         raise
             if scope.cancelled_caught:
+                run.abandoned = not hook.is_async
+                self._abandoned_threads |= run.abandoned
                 status = HookStatus.TIMED_OUT
                 run.error = TimeoutError(f"hook {hook.name!r} timed out after {_secs(timeout)}")
         except anyio.get_cancelled_exc_class():
@@ -806,7 +820,13 @@ class ShutdownCoordinator(_Registrar):
         now = time.monotonic()
         parts = []
         for run in list(self._runs):
-            if run.status is HookStatus.RUNNING and run.started is not None:
+            if run.abandoned and run.ended is not None:
+                parts.append(
+                    f"sync {run.hook.phase} hook {run.hook.name} "
+                    f"(abandoned at its deadline {now - run.ended:.1f}s ago, "
+                    "its worker thread still running)"
+                )
+            elif run.status is HookStatus.RUNNING and run.started is not None:
                 parts.append(
                     f"{run.hook.phase} hook {run.hook.name} (running {now - run.started:.1f}s)"
                 )

@@ -88,9 +88,9 @@ class Watchdog:
         except Exception as exc:  # pragma: no cover - never let the report stop the exit
             pending = f"(could not describe pending work: {exc!r})"
         message = (
-            f"gracestop: the shutdown outlived its deadline; the event loop did not "
-            f"finish in time. Forcing exit with status {self._exit_code}.\n"
-            f"{pending}\n"
+            "gracestop: the process outlived its shutdown deadline (wait_time + "
+            f"watchdog_grace). Forcing exit with status {self._exit_code}.\n"
+            f"gracestop: still pending: {pending or 'nothing the coordinator knows of'}\n"
             "gracestop: stacks of every thread follow.\n"
         )
         _write_stderr(message)
