@@ -259,7 +259,10 @@ async def test_wrap_up_hook_past_the_window_runs_on_beside_shutdown_hooks() -> N
     assert coord.report is not None and coord.report.ok
 
 
-async def test_deadline_times_out_running_hooks_and_cancels_unstarted_ones() -> None:
+async def test_deadline_times_out_running_hooks_and_cancels_unstarted_ones(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gracestop")
     hooks = Hooks()
     stuck = hooks.add_wrap_up_listener(anyio.sleep_forever, name="stuck")
     later = hooks.add_shutdown_listener(lambda: None, name="later", order=1)
@@ -276,6 +279,11 @@ async def test_deadline_times_out_running_hooks_and_cancels_unstarted_ones() -> 
     never = await later()
     assert never.status is HookStatus.CANCELLED
     assert never.started_at is None
+    forced = [r.getMessage() for r in caplog.records if "cut short" in r.getMessage()]
+    assert forced == [
+        f"shutdown forced by deadline in {report.duration:.3f}s: 3 hooks, 2 timed_out, "
+        "1 cancelled; cut short: stuck, blocker, later"
+    ]
 
 
 async def test_hook_timeout_and_default_hook_timeout() -> None:
@@ -625,6 +633,10 @@ async def test_misuse_raises_shutdown_error() -> None:
         await coord.triggered()
     with pytest.raises(ShutdownError, match="entered"):
         await coord.finished()
+    with pytest.raises(ValueError, match="wait_time"):
+        coord.set_time_to_force_quit("soon")
+    with pytest.raises(ValueError, match="wait_time"):
+        coord.set_time_to_force_quit(0.5)  # below wrap_up_time + drain_delay
     async with coord:
         coord.set_time_to_force_quit("3s")
         assert coord.config.wait_time == 3.0

@@ -797,7 +797,14 @@ class ShutdownCoordinator(_Registrar):
         with self._lock:
             self._state = State.STOPPED
         if report.forced:
-            logger.warning("%s", report.summary())
+            cut = [r.name for r in report.by_status(HookStatus.TIMED_OUT)]
+            cut += [r.name for r in report.by_status(HookStatus.CANCELLED)]
+            logger.warning(
+                "%s; cut short: %s",
+                report.summary(),
+                ", ".join(cut) or "nothing",
+                extra={"gracestop_forced_by": report.forced_by},
+            )
         else:
             logger.info("%s", report.summary())
         if self._watchdog is not None and not self._abandoned_threads:
