@@ -742,3 +742,235 @@ async def test_second_signal_forces_the_quit_in_process() -> None:
     assert (await slow()).status is HookStatus.CANCELLED
     assert (await never()).status is HookStatus.CANCELLED
     assert report.trigger.signal is signal.SIGUSR1
+
+
+async def test_hook_registered_from_another_thread_while_its_phase_runs() -> None:
+    hooks = Hooks()
+    coord = coordinator(hooks, wait_time=3)
+    late: list[gracestop.Waiter] = []
+
+    @hooks.on_wrap_up
+    def registers_from_a_thread() -> None:  # sync: runs in a worker thread
+        late.append(coord.add_wrap_up_listener(lambda: None, name="from-thread"))
+
+    async with coord:
+        coord.shutdown()
+    assert coord.report is not None
+    assert coord.report.ok
+    result = await late[0]()
+    assert result.status is HookStatus.OK
+    assert result.late
+    assert coord.report.duration < 1
+
+
+async def test_later_wrap_up_groups_start_when_the_window_closes_not_after_shutdown() -> None:
+    hooks = Hooks()
+    db = {"open": True}
+    seen: list[bool] = []
+
+    @hooks.on_wrap_up(order=0)
+    async def long_first() -> None:
+        await anyio.sleep(1)
+
+    @hooks.on_wrap_up(order=1)
+    async def flush_to_db() -> None:
+        seen.append(db["open"])
+
+    @hooks.on_shutdown
+    async def close_db() -> None:
+        await anyio.sleep(0.1)
+        db["open"] = False
+
+    async with coordinator(hooks, wrap_up_time=0.1, wait_time=3) as coord:
+        coord.shutdown()
+    assert seen == [True]
+    report = coord.report
+    assert report is not None
+    assert report.ok
+    started = {r.name: r.started_at for r in report.results}
+    assert started["flush_to_db"] is not None
+    assert started["flush_to_db"] < 0.5
+
+
+async def test_a_hook_raising_a_cancellation_of_its_own_is_a_failure() -> None:
+    hooks = Hooks()
+    ran: list[str] = []
+
+    @hooks.on_wrap_up
+    async def leaks_cancel() -> None:
+        # A cancellation caught inside its own scope, raised again outside it.
+        leaked: BaseException | None = None
+        with anyio.CancelScope() as inner:
+            inner.cancel()
+            try:
+                await anyio.sleep(1)
+            except anyio.get_cancelled_exc_class() as exc:
+                leaked = exc
+        assert leaked is not None
+        raise leaked
+
+    @hooks.on_shutdown
+    async def after() -> None:
+        ran.append("after")
+
+    async with coordinator(hooks) as coord:
+        coord.shutdown()
+    assert ran == ["after"]
+    assert coord.report is not None
+    assert not coord.report.forced
+    (failed,) = coord.report.by_status(HookStatus.FAILED)
+    assert failed.name == "leaks_cancel"
+    assert isinstance(failed.error, anyio.get_cancelled_exc_class())
+
+
+async def test_hook_added_to_a_registry_during_its_shutdown_is_warned_about(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    hooks = Hooks()
+    caplog.set_level(logging.WARNING, logger="gracestop")
+
+    @hooks.on_wrap_up
+    async def adds_to_registry() -> None:
+        hooks.add_shutdown_listener(lambda: None, name="too-late")
+
+    async with coordinator(hooks) as coord:
+        coord.shutdown()
+    assert "too-late was added to a Hooks registry during a shutdown" in caplog.text
+    assert coord.report is not None
+    assert [r.name for r in coord.report.results] == ["adds_to_registry"]
+    caplog.clear()
+    hooks.add_shutdown_listener(lambda: None, name="after-the-shutdown")
+    assert "after-the-shutdown" not in caplog.text
+
+
+async def test_without_drain_delay_the_trigger_moves_straight_to_wrap_up() -> None:
+    async with coordinator() as coord:
+        coord.shutdown()
+        assert coord.state is State.WRAPPING_UP
+        assert not coord.ready
+        assert not coord.accepting
+
+
+async def test_system_exit_from_the_body_is_an_exit_trigger() -> None:
+    with pytest.raises(SystemExit):
+        async with coordinator() as coord:
+            raise SystemExit(0)
+    assert coord.report is not None
+    assert coord.report.trigger.kind == "exit"
+    assert coord.report.trigger.reason == "SystemExit(0)"
+
+
+async def test_holds_open_at_a_forced_quit_are_reported() -> None:
+    hooks = Hooks()
+    hooks.add_shutdown_listener(anyio.sleep_forever)
+    async with coordinator(hooks, wrap_up_time=0, wait_time=0.2) as coord:
+        with coord.hold("upload"):
+            coord.shutdown()
+            await coord.finished()
+    assert coord.report is not None
+    assert coord.report.forced
+    assert coord.report.open_holds == ("upload",)
+
+
+async def test_nested_coordinator_is_a_child_of_the_enclosing_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(gracestop.default_hooks, "_hooks", [])
+    events: list[str] = []
+    gracestop.default_hooks.add_shutdown_listener(lambda: events.append("default"))
+    outer_hooks = Hooks()
+
+    @outer_hooks.on_shutdown
+    async def close_outer_db() -> None:
+        events.append("outer close")
+
+    outer = ShutdownCoordinator(hooks=[outer_hooks, gracestop.default_hooks], signals=())
+    inner_ready = anyio.Event()
+
+    async def library_service() -> None:
+        async with ShutdownCoordinator() as inner:  # no hooks=: defaults stay with outer
+            assert inner.signals == ()
+
+            @inner.on_wrap_up
+            async def inner_flush() -> None:
+                await anyio.sleep(0.05)
+                events.append("inner flush")
+
+            @inner.on_shutdown
+            async def inner_close() -> None:
+                events.append("inner close")
+
+            inner_ready.set()
+            await anyio.sleep_forever()
+        assert inner.report is not None
+        assert inner.report.trigger.kind == "manual"
+        assert "enclosing coordinator" in inner.report.trigger.reason
+
+    async with outer:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(library_service)
+            await inner_ready.wait()
+            assert outer.open_holds == ("coordinator #" + str(outer._id + 1),)
+            outer.shutdown("deploy")
+    # The child's whole shutdown runs inside the parent's wrap-up phase, before
+    # the parent's own shutdown hooks (which run together).
+    assert events[:2] == ["inner flush", "inner close"]
+    assert sorted(events[2:]) == ["default", "outer close"]
+    assert outer.report is not None
+    assert outer.report.ok
+
+
+async def test_nested_coordinator_entered_after_the_trigger_shuts_down_at_once() -> None:
+    async with coordinator(wrap_up_time=2, wait_time=3) as outer:
+        outer.shutdown()
+        async with ShutdownCoordinator(hooks=Hooks()) as inner:
+            assert inner.trigger is not None
+            await anyio.sleep_forever()
+    assert inner.report is not None
+    assert inner.report.ok
+    assert outer.report is not None
+    assert outer.report.duration < 1
+
+
+async def test_second_signal_on_the_parent_forces_its_children() -> None:
+    hooks = Hooks()
+    stuck = hooks.add_wrap_up_listener(anyio.sleep_forever, name="child-stuck")
+    async with coordinator(wait_time=5) as outer:
+        async with ShutdownCoordinator(hooks=hooks) as inner:
+            outer.shutdown()
+            while inner.state is not State.WRAPPING_UP:
+                await anyio.sleep(0.005)
+            await anyio.sleep(0.01)
+            outer._force("signal")
+            await anyio.sleep_forever()
+    assert (await stuck()).status is HookStatus.CANCELLED
+    assert inner.report is not None and inner.report.forced_by == "signal"
+    assert outer.report is not None and outer.report.forced_by == "signal"
+
+
+def test_waiter_awaited_on_another_event_loop_wakes_promptly() -> None:
+    hooks = Hooks()
+    waiter = hooks.add_shutdown_listener(lambda: None, name="cross-loop")
+    got: list[float] = []
+    waiting = threading.Event()
+
+    async def other_loop() -> None:
+        waiting.set()
+        await waiter()
+        got.append(time.monotonic())
+
+    thread = threading.Thread(target=anyio.run, args=(other_loop,), kwargs={"backend": "trio"})
+    thread.start()
+    assert waiting.wait(5)
+
+    async def main() -> None:
+        async with ShutdownCoordinator(hooks=hooks, signals=()) as coord:
+            await anyio.sleep(0.05)
+            coord.shutdown()
+
+    anyio.run(main)
+    done_at = time.monotonic()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert got
+    assert got[0] - done_at < 1

@@ -105,7 +105,10 @@ def test_trigger_descriptions() -> None:
     assert Trigger("error", reason="ValueError: x").describe() == (
         "the service block raised ValueError: x"
     )
-    assert Trigger("error").describe() == "error"
+    assert Trigger("error").describe() == "the service block raised"
+    assert Trigger("exit", reason="SystemExit(0)").describe() == (
+        "the service block ended (SystemExit(0))"
+    )
     assert Trigger("cancelled").describe() == "the service block was cancelled"
     assert Trigger("manual").at.tzinfo is not None
 

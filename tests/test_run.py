@@ -100,3 +100,17 @@ def test_bad_arguments_fail_before_any_loop_starts() -> None:
         gracestop.run(lambda coord: None, backend=1)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="wait_time"):
         gracestop.run(lambda coord: None, wait_time=-1)  # type: ignore[arg-type]
+
+
+def test_main_raising_during_a_forced_quit_still_prints_its_traceback(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    hooks = Hooks()
+    hooks.add_wrap_up_listener(anyio.sleep_forever)
+
+    async def main(coord: ShutdownCoordinator) -> None:
+        raise ValueError("bad request")
+
+    code = run_code(main, hooks=hooks, wait_time=0.2, wrap_up_time=0.1, force_exit_code=3)
+    assert code == 3
+    assert "ValueError: bad request" in capsys.readouterr().err

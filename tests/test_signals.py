@@ -147,3 +147,56 @@ async def test_second_signal_ignored_when_configured(restore_usr_handlers: objec
         release.set()
     assert coord.report is not None
     assert coord.report.ok
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_an_applications_loop_signal_handler_comes_back(
+    restore_usr_handlers: object,
+) -> None:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    received = asyncio.Event()
+    loop.add_signal_handler(signal.SIGUSR1, received.set)
+    try:
+        async with ShutdownCoordinator(hooks=Hooks(), signals=["USR1"]) as coord:
+            coord.shutdown()
+        os.kill(os.getpid(), signal.SIGUSR1)
+        with anyio.fail_after(2):
+            await received.wait()
+    finally:
+        loop.remove_signal_handler(signal.SIGUSR1)
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_native_asyncio_cancellation_during_the_exit_still_finishes_and_releases(
+    restore_usr_handlers: object,
+) -> None:
+    import asyncio
+
+    hooks = Hooks()
+    closed: list[str] = []
+
+    @hooks.on_shutdown
+    async def close_db() -> None:
+        await asyncio.sleep(0.15)
+        closed.append("closed")
+
+    coord = ShutdownCoordinator(hooks=hooks, signals=["USR1"], hard_exit=False)
+
+    async def service() -> None:
+        async with coord:
+            coord.shutdown()
+            await anyio.sleep_forever()
+
+    task = asyncio.ensure_future(service())
+    await asyncio.sleep(0.02)
+    task.cancel()  # native cancellations, as asyncio.timeout or wait_for send them
+    await asyncio.sleep(0.02)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert closed == ["closed"]
+    assert coord.state is State.STOPPED
+    assert signal.SIGUSR1 not in claimed_signals()
+    assert signal.getsignal(signal.SIGUSR1) is restore_usr_handlers[signal.SIGUSR1]  # type: ignore[index]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import itertools
@@ -45,6 +46,11 @@ logger = logging.getLogger("gracestop")
 
 _DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _ids = itertools.count(1)
+# The innermost entered coordinator: a coordinator entered inside another one
+# (a library's service embedded in an application) becomes its child.
+_current: contextvars.ContextVar[ShutdownCoordinator | None] = contextvars.ContextVar(
+    "gracestop_current_coordinator", default=None
+)
 
 
 class _HookRun:
@@ -170,6 +176,11 @@ class ShutdownCoordinator(_Registrar):
             )
         self._config = config.replace(**overrides) if overrides else config
         self._registries = _registries(hooks)
+        self._hooks_given = hooks is not None
+        self._parent: ShutdownCoordinator | None = None
+        self._parent_hold: int | None = None
+        self._children: list[ShutdownCoordinator] = []
+        self._context_token: contextvars.Token[ShutdownCoordinator | None] | None = None
         self._own = Hooks()
         self._id = next(_ids)
         self._lock = threading.RLock()
@@ -191,6 +202,9 @@ class ShutdownCoordinator(_Registrar):
         self._runs: list[_HookRun] = []
         self._pending: dict[Phase, list[_HookRun]] = {Phase.WRAP_UP: [], Phase.SHUTDOWN: []}
         self._phase_started: set[Phase] = set()
+        self._late_queue: list[_HookRun] = []
+        self._admitting_closed = False
+        self._window_over = False
         self._sequence_done: set[Phase] = set()
         self._spans: dict[str, list[float | None]] = {}
         self._holds: dict[int, str] = {}
@@ -201,6 +215,7 @@ class ShutdownCoordinator(_Registrar):
         self._forced: str | None = None
         self._reraise: BaseException | None = None
         self._abandoned_threads = False
+        self._thread_limiter: anyio.CapacityLimiter | None = None
         self._report: ShutdownReport | None = None
 
     # ------------------------------------------------------------------ properties
@@ -268,10 +283,25 @@ class ShutdownCoordinator(_Registrar):
         phase = run.hook.phase
         if self._state is State.STOPPED or (self._hook_tg is None and self._sequence_done):
             self._end_run(run, HookStatus.CANCELLED)
-        elif phase in self._phase_started and self._hook_tg is not None:
-            self._hook_tg.start_soon(self._run_hook, run, name=f"gracestop hook {run.hook.name}")
+        elif phase in self._phase_started:
+            # Started by the admitter task: this may run in a plain loop callback
+            # (registration from another thread), where no task can be spawned.
+            self._late_queue.append(run)
+            self._notify()
         else:
             self._pending[phase].append(run)
+
+    async def _admitter(self) -> None:
+        """Start late hooks of running phases, until the phases are over."""
+        while True:
+            await self._wait_until(lambda: bool(self._late_queue) or self._admitting_closed)
+            while self._late_queue and self._hook_tg is not None:
+                run = self._late_queue.pop(0)
+                self._hook_tg.start_soon(
+                    self._run_hook, run, name=f"gracestop hook {run.hook.name}"
+                )
+            if self._admitting_closed:
+                return
 
     def waiter(self, func: Callable[..., Any]) -> Waiter:
         """The :class:`Waiter` of a hook registered with ``func`` (by decorator,
@@ -355,11 +385,15 @@ class ShutdownCoordinator(_Registrar):
                 return False
             self._trigger = trigger
             self._trigger_mono = time.monotonic()
-            self._state = State.DRAINING
+            # Readiness turns off now; new work is still taken only while a drain
+            # delay applies.
+            self._state = State.DRAINING if self._drains(trigger) else State.WRAPPING_UP
             for registry in (*self._registries, self._own):
                 for hook in registry.snapshot():
                     if all(r.hook is not hook for r in self._runs):
                         self._runs.append(_HookRun(hook))
+            for registry in self._registries:
+                registry._read_by_shutdown(+1)
             for run in self._runs:
                 self._pending[run.hook.phase].append(run)
         if trigger.kind == "signal":
@@ -375,6 +409,10 @@ class ShutdownCoordinator(_Registrar):
             extra={"gracestop_trigger": trigger.kind},
         )
         self._on_loop(self._set_trigger_event)
+        with self._lock:
+            children = list(self._children)
+        for child in children:
+            child._start(Trigger("manual", reason=f"enclosing coordinator: {trigger.describe()}"))
         return True
 
     def _set_trigger_event(self) -> None:
@@ -394,9 +432,9 @@ class ShutdownCoordinator(_Registrar):
             # running yet. Keep the signal for the end of __aenter__.
             self._early_signals.append(sig)
             return
-        if self._trigger is None:
-            self._start(Trigger("signal", signal=sig, reason=sig.name))
+        if self._trigger is None and self._start(Trigger("signal", signal=sig, reason=sig.name)):
             return
+        assert self._trigger is not None
         self._signals_received += 1
         if self._state is State.STOPPED:
             logger.info("received %s after the shutdown finished; ignored", sig.name)
@@ -426,6 +464,10 @@ class ShutdownCoordinator(_Registrar):
             self._forced = by
         if self._run_scope is not None:
             self._run_scope.cancel()
+        with self._lock:
+            children = list(self._children)
+        for child in children:
+            child._force(by)
 
     # ------------------------------------------------------------------ loop plumbing
 
@@ -459,6 +501,12 @@ class ShutdownCoordinator(_Registrar):
                 raise ShutdownError(
                     "a ShutdownCoordinator runs once; create a new one for another run"
                 )
+        parent = _current.get()
+        if parent is not None and parent._state not in (State.IDLE, State.STOPPED):
+            self._parent = parent
+            if not self._hooks_given:
+                # The enclosing coordinator runs the default registry already.
+                self._registries = ()
         self._loop_thread = threading.get_ident()
         self._call = loop_caller()
         self._trigger_event = anyio.Event()
@@ -497,6 +545,9 @@ class ShutdownCoordinator(_Registrar):
             self._state = State.RUNNING
         self._body_scope = anyio.CancelScope()
         self._body_scope.__enter__()
+        self._context_token = _current.set(self)
+        if self._parent is not None:
+            self._adopt_by(self._parent)
         early, self._early_signals = self._early_signals, []
         for sig in early:
             self._on_signal(sig)
@@ -506,11 +557,35 @@ class ShutdownCoordinator(_Registrar):
         )
         return self
 
+    def _adopt_by(self, parent: ShutdownCoordinator) -> None:
+        """Become a child: the parent's trigger triggers this coordinator, and the
+        parent's wrap-up phase waits for this one's whole shutdown, as for a hold."""
+        self._parent_hold = parent._open_hold(f"coordinator #{self._id}")
+        with parent._lock:
+            parent._children.append(self)
+            parent_trigger = parent._trigger
+        if parent_trigger is not None:
+            self._start(
+                Trigger("manual", reason=f"enclosing coordinator: {parent_trigger.describe()}")
+            )
+
+    def _leave_parent(self) -> None:
+        parent, key = self._parent, self._parent_hold
+        if parent is None or key is None:
+            return
+        self._parent_hold = None
+        with parent._lock:
+            if self in parent._children:
+                parent._children.remove(self)
+        parent._close_hold(key)
+
     def _resolve_signals(self) -> tuple[signal.Signals, ...]:
         wanted = self._config.signals
         in_main = threading.current_thread() is threading.main_thread()
         if wanted is None:
-            if not in_main:
+            if not in_main or self._parent is not None:
+                # Off the main thread, or inside another coordinator that is in
+                # charge of the process's shutdown.
                 return ()
             taken = claimed_signals()
             if any(s in taken for s in _DEFAULT_SIGNALS):
@@ -537,22 +612,38 @@ class ShutdownCoordinator(_Registrar):
             exc_type, exc, tb = None, None, None
         if self._trigger is None:
             if exc is None:
-                self._start(Trigger("exit", reason="the block ended"))
+                self._start(Trigger("exit"))
+            elif isinstance(exc, SystemExit):
+                self._start(Trigger("exit", reason=f"SystemExit({exc.code!r})"))
             elif isinstance(exc, anyio.get_cancelled_exc_class()):
                 self._start(Trigger("cancelled", reason="cancelled from outside"))
             else:
                 self._start(Trigger("error", reason=f"{type(exc).__name__}: {exc}"))
-        assert self._finished_event is not None
-        with anyio.CancelScope(shield=True):
-            await self._finished_event.wait()
-        self._tg.cancel_scope.cancel()
+        finished = self._finished_event
+        assert finished is not None
+        late_cancel: BaseException | None = None
         try:
+            while not finished.is_set():
+                try:
+                    with anyio.CancelScope(shield=True):
+                        await finished.wait()
+                except anyio.get_cancelled_exc_class() as cancel:
+                    # A native asyncio Task.cancel() (asyncio.timeout, wait_for)
+                    # passes anyio's shield. The shutdown still runs to its end;
+                    # the cancellation is raised once it has.
+                    late_cancel = cancel
+            self._tg.cancel_scope.cancel()
             await self._tg.__aexit__(None, None, None)
         finally:
             self._release()
+            if self._context_token is not None:
+                _current.reset(self._context_token)
+                self._context_token = None
         if self._reraise is not None:
             reraise, self._reraise = self._reraise, None
             raise reraise
+        if late_cancel is not None:
+            raise late_cancel
         return swallowed
 
     def _release(self) -> None:
@@ -585,6 +676,8 @@ class ShutdownCoordinator(_Registrar):
         assert self._trigger is not None
         left = self._config.wait_time - (time.monotonic() - self._trigger_mono)
         self._deadline = anyio.current_time() + max(0.0, left)
+        # As many sync hooks at once as anyio's default thread pool allows.
+        self._thread_limiter = anyio.CapacityLimiter(40)
         with anyio.CancelScope(shield=True, deadline=self._deadline) as run_scope:
             self._run_scope = run_scope
             if self._forced is not None:
@@ -602,6 +695,7 @@ class ShutdownCoordinator(_Registrar):
         assert self._trigger is not None
         async with anyio.create_task_group() as tg:
             self._hook_tg = tg
+            tg.start_soon(self._admitter, name="gracestop late hooks")
             try:
                 await self._drain()
                 self._set_state(State.WRAPPING_UP)
@@ -612,10 +706,12 @@ class ShutdownCoordinator(_Registrar):
                     _secs(self._config.wrap_up_time),
                 )
                 tg.start_soon(self._run_phase, Phase.WRAP_UP, name="gracestop wrap-up")
-                with anyio.move_on_after(self._config.wrap_up_time) as window:
+                with anyio.move_on_after(self._config.wrap_up_time):
                     await self._wait_until(self._wrap_up_over)
-                if window.cancelled_caught:
+                if not self._wrap_up_over():
                     self._window_closed()
+                self._window_over = True
+                self._notify()
                 self._set_state(State.SHUTTING_DOWN)
                 self._span_start("shutdown")
                 logger.info(
@@ -626,12 +722,17 @@ class ShutdownCoordinator(_Registrar):
                 self._span_end("wrap_up")
                 await self._wait_until(lambda: self._phase_over(Phase.SHUTDOWN))
             finally:
-                self._hook_tg = None
+                self._admitting_closed = True
+                self._notify()
+        self._hook_tg = None
+
+    def _drains(self, trigger: Trigger) -> bool:
+        return self._config.drain_delay > 0 and trigger.kind in ("signal", "manual")
 
     async def _drain(self) -> None:
         assert self._trigger is not None
         delay = self._config.drain_delay
-        if delay <= 0 or self._trigger.kind not in ("signal", "manual"):
+        if not self._drains(self._trigger):
             return
         self._span_start("drain")
         logger.info("readiness off; draining for %s before the wrap-up phase", _secs(delay))
@@ -664,18 +765,35 @@ class ShutdownCoordinator(_Registrar):
         )
 
     async def _run_phase(self, phase: Phase) -> None:
-        """Run the phase's hooks known so far, lower ``order`` groups first."""
+        """Run the phase's hooks known so far, lower ``order`` groups first.
+
+        When the wrap-up window closes, the wrap-up groups still waiting for their
+        turn start at once, beside the shutdown hooks, rather than after them.
+        """
+        assert self._hook_tg is not None
         runs = list(self._pending[phase])
         self._pending[phase].clear()
         self._phase_started.add(phase)
+        groups = [
+            [r for r in runs if r.hook.order == order]
+            for order in sorted({r.hook.order for r in runs})
+        ]
+
+        def cut_short() -> bool:
+            return phase is Phase.WRAP_UP and self._window_over
+
         try:
-            for order in sorted({r.hook.order for r in runs}):
-                async with anyio.create_task_group() as group:
-                    for run in runs:
-                        if run.hook.order == order:
-                            group.start_soon(
-                                self._run_hook, run, name=f"gracestop hook {run.hook.name}"
-                            )
+            for index, group in enumerate(groups):
+                starting = group
+                if cut_short():
+                    starting = [r for later in groups[index:] for r in later]
+                for run in starting:
+                    self._hook_tg.start_soon(
+                        self._run_hook, run, name=f"gracestop hook {run.hook.name}"
+                    )
+                if cut_short():
+                    break
+                await self._wait_until(functools.partial(_group_done, group, cut_short))
         finally:
             self._sequence_done.add(phase)
             self._notify()
@@ -701,20 +819,16 @@ class ShutdownCoordinator(_Registrar):
                 if hook.is_async:
                     await hook.func(*args)
                 else:
-                    try:
-                        await anyio.to_thread.run_sync(
-                            functools.partial(_call_sync_hook, hook, args), abandon_on_cancel=True
-                        )
-                    except anyio.get_cancelled_exc_class():
-                        self._abandoned_threads = True
-                        run.abandoned = True
-                        raise
+                    await self._call_in_thread(run, args)
             if scope.cancelled_caught:
-                run.abandoned = not hook.is_async
-                self._abandoned_threads |= run.abandoned
                 status = HookStatus.TIMED_OUT
                 run.error = TimeoutError(f"hook {hook.name!r} timed out after {_secs(timeout)}")
-        except anyio.get_cancelled_exc_class():
+        except anyio.get_cancelled_exc_class() as exc:
+            if self._run_scope is None or not self._run_scope.cancel_called:
+                # Not cancelled by us: the hook raised a cancellation of its own.
+                status = HookStatus.FAILED
+                run.error = exc
+                return
             status = HookStatus.CANCELLED if self._forced == "signal" else HookStatus.TIMED_OUT
             raise
         except Exception as exc:
@@ -727,6 +841,41 @@ class ShutdownCoordinator(_Registrar):
                 self._reraise = exc
         finally:
             self._end_run(run, status)
+
+    async def _call_in_thread(self, run: _HookRun, args: tuple[object, ...]) -> None:
+        """Run a sync hook in a daemon thread of its own and wait for it.
+
+        At a deadline the thread is abandoned (Python cannot stop a thread). It is
+        a daemon thread, unlike the executors' workers, so it cannot keep the
+        process alive once the shutdown is over.
+        """
+        assert self._call is not None and self._thread_limiter is not None
+        call = self._call
+        done = anyio.Event()
+        failure: list[BaseException] = []
+        context = contextvars.copy_context()
+
+        def target() -> None:
+            try:
+                context.run(_call_sync_hook, run.hook, args)
+            except BaseException as exc:
+                failure.append(exc)
+            finally:
+                call(done.set)
+
+        async with self._thread_limiter:
+            thread = threading.Thread(
+                target=target, name=f"gracestop hook {run.hook.name}", daemon=True
+            )
+            thread.start()
+            try:
+                await done.wait()
+            except anyio.get_cancelled_exc_class():
+                run.abandoned = True
+                self._abandoned_threads = True
+                raise
+        if failure:
+            raise failure[0]
 
     def _end_run(self, run: _HookRun, status: HookStatus) -> None:
         if run.status.final:
@@ -783,7 +932,7 @@ class ShutdownCoordinator(_Registrar):
             ),
             forced=self._forced is not None,
             duration=now - t0,
-            open_holds=self._open_holds_at_window,
+            open_holds=self._open_holds_at_window or (self.open_holds if self._forced else ()),
             phases=tuple(
                 PhaseSpan(name, span[0] - t0 if span[0] is not None else 0.0, _rel(span[1], t0))
                 for name, span in self._spans.items()
@@ -809,6 +958,9 @@ class ShutdownCoordinator(_Registrar):
             logger.info("%s", report.summary())
         if self._watchdog is not None and not self._abandoned_threads:
             self._watchdog.stop()
+        for registry in self._registries:
+            registry._read_by_shutdown(-1)
+        self._leave_parent()
         self._notify()
         if self._finished_event is not None:
             self._finished_event.set()
@@ -887,6 +1039,10 @@ def _registries(hooks: Hooks | Iterable[Hooks] | None) -> tuple[Hooks, ...]:
         if item not in found:
             found.append(item)
     return tuple(found)
+
+
+def _group_done(group: list[_HookRun], cut_short: Callable[[], bool]) -> bool:
+    return cut_short() or all(r.status.final for r in group)
 
 
 def _call_sync_hook(hook: Hook, args: tuple[object, ...]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -11,12 +12,16 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import anyio
+import anyio.lowlevel
 
 from ._config import parse_timeout
 from ._report import HookResult, Phase, Trigger
+from ._signals import loop_caller
 
 if TYPE_CHECKING:
     import datetime
+
+logger = logging.getLogger("gracestop")
 
 __all__ = [
     "Hook",
@@ -86,7 +91,9 @@ class Waiter:
     def __init__(self, name: str) -> None:
         self.name = name
         self._result: HookResult | None = None
-        self._events: list[anyio.Event] = []
+        # Each waiting task's event, with its thread and a way back to its loop:
+        # a waiter may be awaited on another event loop than the coordinator's.
+        self._events: list[tuple[anyio.Event, int, Callable[[Callable[[], object]], None]]] = []
         self._lock = threading.Lock()
 
     @property
@@ -104,17 +111,17 @@ class Waiter:
         with self._lock:
             result = self._result
             if result is None:
-                event = anyio.Event()
-                self._events.append(event)
+                entry = (anyio.Event(), threading.get_ident(), loop_caller())
+                self._events.append(entry)
         if result is not None:
             await anyio.lowlevel.checkpoint()
             return result
         try:
-            await event.wait()
+            await entry[0].wait()
         finally:
             with self._lock:
-                if event in self._events:
-                    self._events.remove(event)
+                if entry in self._events:
+                    self._events.remove(entry)
         assert self._result is not None
         return self._result
 
@@ -132,8 +139,12 @@ class Waiter:
                 return False
             self._result = result
             events, self._events = self._events, []
-        for event in events:
-            event.set()
+        here = threading.get_ident()
+        for event, thread, call in events:
+            if thread == here:
+                event.set()
+            else:
+                call(event.set)
         return True
 
     def __repr__(self) -> str:
@@ -388,10 +399,27 @@ class Hooks(_Registrar):
     def __init__(self) -> None:
         self._hooks: list[Hook] = []
         self._lock = threading.Lock()
+        # Shutdowns that have read this registry and are still running.
+        self._readers = 0
 
     def _register(self, hook: Hook) -> None:
         with self._lock:
             self._hooks.append(hook)
+            reading = self._readers
+        if reading:
+            logger.warning(
+                "%s hook %s was added to a Hooks registry during a shutdown that has "
+                "already read it: it will not run in that shutdown. Register late hooks "
+                "through the coordinator (coord.on_%s / coord.add_%s_listener).",
+                hook.phase,
+                hook.name,
+                hook.phase.value,
+                hook.phase.value,
+            )
+
+    def _read_by_shutdown(self, delta: int) -> None:
+        with self._lock:
+            self._readers += delta
 
     def snapshot(self) -> tuple[Hook, ...]:
         """The hooks registered so far, in registration order."""

@@ -115,9 +115,17 @@ class Trigger:
         if self.kind == "manual":
             return f"shutdown requested ({self.reason})" if self.reason else "shutdown requested"
         if self.kind == "exit":
-            return "the service block ended"
+            return (
+                f"the service block ended ({self.reason})"
+                if self.reason
+                else ("the service block ended")
+            )
         if self.kind == "error":
-            return f"the service block raised {self.reason}" if self.reason else "error"
+            return (
+                f"the service block raised {self.reason}"
+                if self.reason
+                else ("the service block raised")
+            )
         return "the service block was cancelled"
 
     def to_dict(self) -> dict[str, Any]:

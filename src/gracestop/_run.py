@@ -72,17 +72,17 @@ def exit_code(coord: ShutdownCoordinator, error: BaseException | None = None) ->
     """
     report = coord.report
     hook_errors = {id(r.error) for r in report.results} if report is not None else set()
+    main_error = error is not None and id(error) not in hook_errors
+    if main_error and not isinstance(error, SystemExit):
+        traceback.print_exception(error)
     if report is not None and report.forced:
         return coord.config.force_exit_code
-    if error is not None and id(error) not in hook_errors:
-        if isinstance(error, SystemExit):
-            code = error.code
-            if code is None or isinstance(code, int):
-                return int(code or 0) if report is None or report.ok else 1
-            print(code, file=sys.stderr)
-            return 1
-        traceback.print_exception(error)
+    if isinstance(error, SystemExit) and main_error:
+        code = error.code
+        if code is None or isinstance(code, int):
+            return int(code or 0) if report is None or report.ok else 1
+        print(code, file=sys.stderr)
         return 1
-    if report is None or not report.ok:
+    if main_error or report is None or not report.ok:
         return 1
     return 0

@@ -63,6 +63,27 @@ def loop_caller() -> Callable[[Callable[[], object]], None]:
 Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
+def _asyncio_loop_handlers(
+    signals: tuple[signal.Signals, ...],
+) -> dict[signal.Signals, tuple[Any, Any, tuple[Any, ...]]]:
+    """Handlers an application added with ``loop.add_signal_handler`` for these
+    signals, so they can be put back after anyio's receiver has removed them."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # trio: no asyncio loop
+        return {}
+    registry = getattr(loop, "_signal_handlers", None)
+    if not isinstance(registry, dict):  # pragma: no cover - a loop without one
+        return {}
+    saved = {}
+    for s in signals:
+        handle = registry.get(s)
+        callback = getattr(handle, "_callback", None)
+        if callback is not None:
+            saved[s] = (loop, callback, tuple(getattr(handle, "_args", ()) or ()))
+    return saved
+
+
 class SignalListener:
     """Owns a set of signals for one coordinator, from claim to release.
 
@@ -93,6 +114,7 @@ class SignalListener:
         self._previous: dict[signal.Signals, Handler] = {}
         self._call: Callable[[Callable[[], object]], None] | None = None
         self.used_fallback = False
+        self._loop_handlers: dict[signal.Signals, tuple[Any, Any, tuple[Any, ...]]] = {}
 
     def claim(self) -> None:
         """Claim the signals, or raise ShutdownError if another coordinator holds one."""
@@ -127,6 +149,7 @@ class SignalListener:
             task_status.started()
             await anyio.sleep_forever()
         if self.mode == "auto":
+            self._loop_handlers = _asyncio_loop_handlers(self.signals)
             try:
                 receiver = anyio.open_signal_receiver(*self.signals)
                 try:
@@ -166,6 +189,14 @@ class SignalListener:
                 logger.warning("could not restore the handler of %s", s.name, exc_info=True)
         self._previous.clear()
         self._call = None
+        loop_handlers, self._loop_handlers = self._loop_handlers, {}
+        for s, (loop, callback, args) in loop_handlers.items():
+            # The receiver replaced, then removed, the loop's own handler for
+            # this signal (one an application added with loop.add_signal_handler).
+            try:
+                loop.add_signal_handler(s, callback, *args)
+            except (RuntimeError, ValueError, OSError):  # pragma: no cover - loop closed
+                logger.warning("could not restore the event loop's %s handler", s.name)
         with _claims_lock:
             for s in self.signals:
                 if _claims.get(s) == self._owner:

@@ -370,18 +370,15 @@ def test_sync_hook_stuck_in_a_thread_cannot_keep_the_process_alive(
     child.expect(r"^HOOK-START stuck$")
     rc, out, err = child.wait()
     elapsed = time.monotonic() - sent
-    assert rc == 6, err  # force_exit_code, from run() or from the watchdog
-    # asyncio's worker thread is not a daemon: the watchdog ends the process at
-    # wait_time + watchdog_grace; trio's is, and run() exits at wait_time.
-    assert elapsed < 2.0, elapsed
+    assert rc == 6, err  # force_exit_code, from run()
+    # The hook's thread is a daemon thread: abandoned at wait_time, it cannot keep
+    # the process alive, so run() exits at once, with no watchdog needed.
+    assert elapsed < 1.45, elapsed
+    assert "outlived its shutdown deadline" not in err
     assert "HOOK-END stuck" not in out
     report = child.report()
     assert report["forced_by"] == "deadline"
     assert results_by_name(report)["stuck"]["status"] == "timed_out"
-    if backend == "asyncio":
-        # The watchdog names the thread that kept the process alive.
-        assert "the process outlived its shutdown deadline" in err, err
-        assert "sync wrap_up hook stuck (abandoned at its deadline" in err, err
 
 
 # ----------------------------------------------------------------- 9. fallback path
