@@ -20,6 +20,7 @@ import signal
 import sqlite3
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import anyio
@@ -35,20 +36,25 @@ class JobStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # One connection used from worker threads: one transaction at a time.
+        self.lock = threading.Lock()
         self.db = sqlite3.connect(path, check_same_thread=False)
         self.db.execute("CREATE TABLE IF NOT EXISTS jobs (id INTEGER PRIMARY KEY, state TEXT)")
         self.db.commit()
 
     def save(self, job: int, state: str) -> None:
-        with self.db:
+        with self.lock, self.db:
             self.db.execute("INSERT OR REPLACE INTO jobs (id, state) VALUES (?, ?)", (job, state))
 
     def count(self, state: str) -> int:
-        (n,) = self.db.execute("SELECT COUNT(*) FROM jobs WHERE state = ?", (state,)).fetchone()
+        with self.lock:
+            query = "SELECT COUNT(*) FROM jobs WHERE state = ?"
+            (n,) = self.db.execute(query, (state,)).fetchone()
         return int(n)
 
     def close(self) -> None:
-        self.db.close()
+        with self.lock:
+            self.db.close()
 
 
 async def next_job(
