@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format typecheck pytest docs clean
+.PHONY: help install demo test lint format typecheck pytest docs bench clean
 
 help:
 	@echo "make demo       run the seed example: a service that gets SIGTERM mid-flight and shuts down gracefully"
@@ -16,6 +16,7 @@ help:
 	@echo "make format     ruff format and ruff check --fix"
 	@echo "make typecheck  mypy --strict on src/"
 	@echo "make docs       build the documentation site with mkdocs build --strict"
+	@echo "make bench      measure signal -> first hook against a bare anyio receiver (ratios)"
 	@echo "make clean      remove .venv and build artefacts"
 
 $(STAMP): pyproject.toml
@@ -30,12 +31,12 @@ demo: $(STAMP)
 	$(BIN)/python examples/seed_wrap_up.py --demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples
-	$(BIN)/ruff format --check src tests examples
+	$(BIN)/ruff check src tests examples benchmarks
+	$(BIN)/ruff format --check src tests examples benchmarks
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests examples
-	$(BIN)/ruff check --fix src tests examples
+	$(BIN)/ruff format src tests examples benchmarks
+	$(BIN)/ruff check --fix src tests examples benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -50,6 +51,10 @@ test: lint typecheck pytest
 
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/signal_latency.py --backend asyncio
+	$(BIN)/python benchmarks/signal_latency.py --backend trio
 
 clean:
 	rm -rf $(VENV) site build dist .coverage .coverage.* .mypy_cache .ruff_cache
