@@ -14,7 +14,7 @@ help:
 	@echo "make test       lint, format check, mypy --strict, pytest on asyncio and trio with coverage >= 90%"
 	@echo "make lint       ruff check and ruff format --check"
 	@echo "make format     ruff format and ruff check --fix"
-	@echo "make typecheck  mypy --strict on src/"
+	@echo "make typecheck  mypy --strict on src/, examples/ and benchmarks/"
 	@echo "make docs       build the documentation site with mkdocs build --strict"
 	@echo "make bench      measure signal -> first hook against a bare anyio receiver (ratios)"
 	@echo "make clean      remove .venv and build artefacts"
@@ -40,6 +40,7 @@ format: $(STAMP)
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/mypy --strict examples benchmarks
 
 pytest: $(STAMP)
 	rm -f .coverage .coverage.*

@@ -29,6 +29,7 @@ import logging
 import os
 import signal
 import sys
+from typing import cast
 
 import anyio
 import anyio.abc
@@ -64,7 +65,7 @@ async def handle(stream: anyio.abc.SocketStream, coord: gracestop.Coordinator, b
 
 
 async def serve(
-    listener: anyio.abc.Listener[anyio.abc.SocketStream],
+    listener: anyio.abc.SocketListener,
     coord: gracestop.Coordinator,
     buf: Buffer,
     tg: anyio.abc.TaskGroup,
@@ -127,7 +128,8 @@ async def main(demo: bool) -> int:
             log.info("database closed with %d writes stored", len(buf.stored))
 
         multi = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
-        listener = multi.listeners[0]
+        # One address, so one socket listener, which has accept() and aclose().
+        listener = cast(anyio.abc.SocketListener, multi.listeners[0])
         port = listener.extra(anyio.abc.SocketAttribute.local_port)
         print(f"READY listening on 127.0.0.1:{port} (pid {os.getpid()})", flush=True)
 

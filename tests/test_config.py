@@ -1054,3 +1054,15 @@ def test_property_from_env_valid_or_clean_error(environ: dict[str, str]) -> None
     except (TypeError, ValueError):
         return
     assert_invariant(cfg)
+
+
+@pytest.mark.parametrize("name", ["SEGV", "SIGBUS", "FPE", "ILL"])
+def test_fault_signals_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="fault signal"):
+        ShutdownConfig(signals=[name])
+
+
+def test_progress_interval_has_a_floor() -> None:
+    assert ShutdownConfig(progress_interval="10ms").progress_interval == 0.01
+    with pytest.raises(ValueError, match=r"progress_interval must be at least 0\.01s"):
+        ShutdownConfig(progress_interval=1e-9)

@@ -305,17 +305,20 @@ async def test_hook_timeout_and_default_hook_timeout() -> None:
 async def test_sync_hooks_run_in_a_worker_thread_without_blocking_the_loop() -> None:
     hooks = Hooks()
     threads: list[int] = []
+    release = threading.Event()
     ticks = 0
 
     def blocking_close() -> None:
         threads.append(threading.get_ident())
-        time.sleep(0.2)
+        # Blocks until the loop has ticked five times: a blocked loop never would.
+        assert release.wait(5), "the event loop was blocked by a sync hook"
 
     async def ticker() -> None:
         nonlocal ticks
         for _ in range(5):
-            await anyio.sleep(0.02)
+            await anyio.sleep(0.01)
             ticks += 1
+        release.set()
 
     hooks.on_shutdown(blocking_close)
     hooks.on_shutdown(ticker)
@@ -585,7 +588,7 @@ async def test_states_readiness_and_drain_delay() -> None:
     async def record_shutdown() -> None:
         seen.append((coord.state, coord.ready, coord.accepting))
 
-    coord = coordinator(hooks, drain_delay=0.1, wait_time=2)
+    coord = coordinator(hooks, drain_delay=0.5, wait_time=2)
     assert coord.state is State.IDLE
     assert not coord.ready and not coord.accepting
     async with coord:
@@ -602,7 +605,7 @@ async def test_states_readiness_and_drain_delay() -> None:
     assert report is not None
     drain = report.phases[0]
     assert drain.name == "drain"
-    assert drain.end is not None and drain.end - drain.start >= 0.09
+    assert drain.end is not None and drain.end - drain.start >= 0.49
 
 
 async def test_drain_delay_is_skipped_when_the_block_ends() -> None:
@@ -974,3 +977,68 @@ def test_waiter_awaited_on_another_event_loop_wakes_promptly() -> None:
     assert not thread.is_alive()
     assert got
     assert got[0] - done_at < 1
+
+
+async def test_nested_child_skips_its_drain_when_the_parent_exits() -> None:
+    inner = ShutdownCoordinator(hooks=Hooks(), drain_delay=2, wait_time=3)
+    entered = anyio.Event()
+
+    async def child() -> None:
+        async with inner:
+            entered.set()
+            await anyio.sleep_forever()
+
+    async with anyio.create_task_group() as tg:
+        async with coordinator() as outer:
+            tg.start_soon(child)  # started inside the outer block: its child
+            await entered.wait()
+    assert inner.report is not None
+    assert inner.report.trigger.kind == "exit"
+    assert "enclosing coordinator" in inner.report.trigger.reason
+    assert outer.report is not None
+    assert outer.report.duration < 1
+
+
+async def test_watchdog_arming_follows_hard_exit() -> None:
+    async with coordinator(hard_exit=True) as always:
+        assert always._watchdog is not None
+        assert not always._watchdog.armed
+        always.shutdown()
+        assert always._watchdog.armed  # armed for a manual trigger too
+        await always.finished()
+        assert not always._watchdog.armed
+    async with coordinator(hard_exit=False) as never:
+        assert never._watchdog is None
+    async with coordinator() as default:
+        default.shutdown()
+        assert default._watchdog is not None
+        assert not default._watchdog.armed  # None: only a signal arms it
+
+
+async def test_an_abandoned_sync_hook_is_named_as_pending() -> None:
+    hooks = Hooks()
+    release = threading.Event()
+    hooks.add_shutdown_listener(lambda: release.wait(5), timeout=0.05, name="stuck-close")
+    async with coordinator(hooks, hard_exit=False) as coord:
+        coord.shutdown()
+    try:
+        pending = coord._describe_pending()
+        assert "sync shutdown hook stuck-close (abandoned at its deadline" in pending
+        assert "its worker thread still running" in pending
+    finally:
+        release.set()
+
+
+def test_generator_hooks_are_refused() -> None:
+    hooks = Hooks()
+
+    def gen() -> object:
+        yield None
+
+    async def agen() -> object:
+        yield None
+
+    with pytest.raises(TypeError, match="not a generator"):
+        hooks.add_wrap_up_listener(gen)
+    with pytest.raises(TypeError, match="not a generator"):
+        hooks.on_shutdown(agen)

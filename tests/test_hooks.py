@@ -125,12 +125,17 @@ async def test_registry_waiter_keeps_its_first_result() -> None:
     hooks = Hooks()
     calls: list[int] = []
     waiter = hooks.add_shutdown_listener(lambda: calls.append(1))
+    reports = []
     for _ in range(2):
         async with ShutdownCoordinator(hooks=hooks, signals=()) as coord:
             coord.shutdown()
+        reports.append(coord.report)
     assert calls == [1, 1]
     first = await waiter()
     assert first.status is HookStatus.OK
+    assert reports[0] is not None and reports[1] is not None
+    assert first is reports[0].results[0]
+    assert first is not reports[1].results[0]
     assert "ok" in repr(waiter)
 
 

@@ -6,6 +6,8 @@ import datetime as dt
 import json
 import signal
 
+import pytest
+
 from gracestop import HookResult, HookStatus, Phase, PhaseSpan, ShutdownReport, State, Trigger
 
 AT = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
@@ -111,6 +113,19 @@ def test_trigger_descriptions() -> None:
     )
     assert Trigger("cancelled").describe() == "the service block was cancelled"
     assert Trigger("manual").at.tzinfo is not None
+
+
+def test_bad_report_input_is_refused() -> None:
+    with pytest.raises(ValueError, match="kind must be one of"):
+        Trigger("bogus")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="signal"):
+        Trigger("signal", signal=15)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="reason"):
+        Trigger("manual", reason=None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="width"):
+        fixed_report().render(width=0)
+    with pytest.raises(TypeError, match="width"):
+        fixed_report().render(width="wide")  # type: ignore[arg-type]
 
 
 def test_enums_print_as_their_values_and_states_are_ordered() -> None:

@@ -94,12 +94,24 @@ def test_keyboard_interrupt_from_a_hook_exits_one() -> None:
 
 
 def test_bad_arguments_fail_before_any_loop_starts() -> None:
-    with pytest.raises(TypeError, match="main"):
+    async def main(coord: ShutdownCoordinator) -> None:
+        raise AssertionError("must not run")
+
+    def sync_main(coord: ShutdownCoordinator) -> None:
+        raise AssertionError("must not run")
+
+    with pytest.raises(TypeError, match="main must be an async function"):
         gracestop.run("main")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="main must be an async function"):
+        gracestop.run(sync_main)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="backend"):
-        gracestop.run(lambda coord: None, backend=1)  # type: ignore[arg-type]
+        gracestop.run(main, backend=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="backend must be one of asyncio, trio; got 'tornado'"):
+        gracestop.run(main, backend="tornado")
     with pytest.raises(ValueError, match="wait_time"):
-        gracestop.run(lambda coord: None, wait_time=-1)  # type: ignore[arg-type]
+        gracestop.run(main, wait_time=-1)
+    with pytest.raises(TypeError, match="coord"):
+        gracestop.exit_code("coord")  # type: ignore[arg-type]
 
 
 def test_main_raising_during_a_forced_quit_still_prints_its_traceback(

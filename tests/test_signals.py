@@ -6,6 +6,7 @@ tests/process covers exit codes and deadlines.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import threading
@@ -108,9 +109,17 @@ def test_off_the_main_thread_no_signals_unless_asked_then_an_error() -> None:
     assert signal.SIGTERM not in claimed_signals()
 
 
-async def test_signal_after_a_manual_trigger_counts_as_the_first(
-    restore_usr_handlers: object,
+async def logged(caplog: pytest.LogCaptureFixture, text: str) -> None:
+    """Wait until the gracestop log has a line containing ``text``."""
+    with anyio.fail_after(2):
+        while text not in caplog.text:
+            await anyio.sleep(0.005)
+
+
+async def test_signal_after_a_manual_trigger_counts_as_the_first_and_arms_the_watchdog(
+    restore_usr_handlers: object, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="gracestop")
     hooks = Hooks()
     release = anyio.Event()
 
@@ -119,20 +128,25 @@ async def test_signal_after_a_manual_trigger_counts_as_the_first(
         with anyio.fail_after(2):
             await release.wait()
 
-    async with ShutdownCoordinator(hooks=hooks, signals=["USR1"], hard_exit=False) as coord:
+    async with ShutdownCoordinator(hooks=hooks, signals=["USR1"]) as coord:
         coord.shutdown("deploy")
-        while coord.state is not State.WRAPPING_UP:
-            await anyio.sleep(0.005)
+        assert coord._watchdog is not None
+        assert not coord._watchdog.armed  # a manual trigger does not arm it
         os.kill(os.getpid(), signal.SIGUSR1)
-        await anyio.sleep(0.05)
+        await logged(caplog, "received SIGUSR1 during the shutdown")
+        assert coord._watchdog.armed
         assert coord.state is State.WRAPPING_UP  # not forced
         release.set()
+    assert not coord._watchdog.armed
     assert coord.report is not None
     assert coord.report.ok
     assert coord.report.trigger.kind == "manual"
 
 
-async def test_second_signal_ignored_when_configured(restore_usr_handlers: object) -> None:
+async def test_second_signal_ignored_when_configured(
+    restore_usr_handlers: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="gracestop")
     hooks = Hooks()
     release = anyio.Event()
     done = hooks.add_wrap_up_listener(release.wait)
@@ -142,7 +156,7 @@ async def test_second_signal_ignored_when_configured(restore_usr_handlers: objec
         os.kill(os.getpid(), signal.SIGUSR1)
         await coord.triggered()
         os.kill(os.getpid(), signal.SIGUSR1)
-        await anyio.sleep(0.05)
+        await logged(caplog, "second_signal='ignore', so the shutdown goes on")
         assert not done.done
         release.set()
     assert coord.report is not None
@@ -200,3 +214,60 @@ async def test_native_asyncio_cancellation_during_the_exit_still_finishes_and_re
     assert coord.state is State.STOPPED
     assert signal.SIGUSR1 not in claimed_signals()
     assert signal.getsignal(signal.SIGUSR1) is restore_usr_handlers[signal.SIGUSR1]  # type: ignore[index]
+
+
+async def test_loops_without_signal_support_fall_back_to_signal_signal(
+    restore_usr_handlers: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def unsupported(*signals: signal.Signals) -> object:
+        raise NotImplementedError("no add_signal_handler here")
+
+    monkeypatch.setattr(anyio, "open_signal_receiver", unsupported)
+    async with ShutdownCoordinator(hooks=Hooks(), signals=["USR1"], hard_exit=False) as coord:
+        assert coord._listener is not None
+        assert coord._listener.used_fallback
+        os.kill(os.getpid(), signal.SIGUSR1)
+        trigger = await coord.triggered()
+        await anyio.sleep_forever()
+    assert trigger.signal is signal.SIGUSR1
+    assert signal.getsignal(signal.SIGUSR1) is restore_usr_handlers[signal.SIGUSR1]  # type: ignore[index]
+
+
+async def test_sibling_coordinators_share_the_default_signals_by_going_without() -> None:
+    seen: dict[str, tuple[signal.Signals, ...]] = {}
+    first_in = anyio.Event()
+    second_done = anyio.Event()
+
+    async def first() -> None:
+        async with ShutdownCoordinator(hooks=Hooks(), hard_exit=False) as coord:
+            seen["first"] = coord.signals
+            first_in.set()
+            await second_done.wait()
+
+    async def second() -> None:
+        await first_in.wait()
+        async with ShutdownCoordinator(hooks=Hooks()) as coord:
+            seen["second"] = coord.signals
+        second_done.set()
+
+    async with anyio.create_task_group() as tg:  # siblings: neither encloses the other
+        tg.start_soon(first)
+        tg.start_soon(second)
+    assert seen == {"first": (signal.SIGTERM, signal.SIGINT), "second": ()}
+
+
+async def test_drain_delay_applies_to_a_signal_trigger(restore_usr_handlers: object) -> None:
+    async with ShutdownCoordinator(
+        hooks=Hooks(), signals=["USR1"], drain_delay=0.2, wait_time=2, hard_exit=False
+    ) as coord:
+        os.kill(os.getpid(), signal.SIGUSR1)
+        await coord.triggered()
+        assert coord.state is State.DRAINING
+        assert coord.accepting
+        assert not coord.ready
+        await anyio.sleep_forever()
+    assert coord.report is not None
+    drain = coord.report.phases[0]
+    assert drain.name == "drain"
+    assert drain.end is not None
+    assert drain.end - drain.start >= 0.19

@@ -5,11 +5,9 @@ balancers and supervisors what is happening, and end within a hard deadline
 whatever goes wrong. See :class:`ShutdownCoordinator`.
 """
 
-from __future__ import annotations
+from typing import TYPE_CHECKING
 
-from typing import Any
-
-from ._config import ShutdownConfig, UnknownFieldError
+from ._config import ConfigOverrides, ShutdownConfig, UnknownFieldError
 from ._coordinator import Coordinator, Hold, ShutdownCoordinator
 from ._hooks import (
     Hook,
@@ -34,6 +32,7 @@ from ._report import (
 from ._run import exit_code, run
 
 __all__ = [
+    "ConfigOverrides",
     "Coordinator",
     "Hold",
     "Hook",
@@ -61,7 +60,12 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+if TYPE_CHECKING:
+    __version__: str
+del TYPE_CHECKING  # keep the package namespace to the public names
+
+
+def __getattr__(name: str) -> str:
     # The version is read from the installed metadata only when asked for.
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version

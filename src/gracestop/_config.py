@@ -20,11 +20,12 @@ import signal
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypedDict, cast
 
 __all__ = [
     "FIELD_NAMES",
     "RESERVED_ENV_SUFFIXES",
+    "ConfigOverrides",
     "DurationLike",
     "SecondSignal",
     "ShutdownConfig",
@@ -45,6 +46,24 @@ SignalLike: TypeAlias = "str | int | signal.Signals"
 
 SignalMode: TypeAlias = Literal["auto", "handler"]
 SecondSignal: TypeAlias = Literal["force", "ignore"]
+
+
+class ConfigOverrides(TypedDict, total=False):
+    """The :class:`ShutdownConfig` fields as keyword arguments, in their raw forms:
+    what ``ShutdownCoordinator(**overrides)`` and ``gracestop.run(**config)`` take."""
+
+    wrap_up_time: DurationLike
+    wait_time: DurationLike
+    drain_delay: DurationLike
+    hook_timeout: DurationLike | None
+    signals: SignalLike | Iterable[SignalLike] | None
+    signal_mode: SignalMode
+    second_signal: SecondSignal
+    hard_exit: bool | None
+    watchdog_grace: DurationLike
+    force_exit_code: int
+    progress_interval: DurationLike
+
 
 RESERVED_ENV_SUFFIXES: frozenset[str] = frozenset({"REPORT_FILE", "TESTING"})
 """``GRACESTOP_*`` variables owned by other features; :meth:`ShutdownConfig.from_env`
@@ -280,6 +299,13 @@ def parse_timeout(value: object, field: str = "timeout") -> float | None:
 _UNCATCHABLE: frozenset[int] = frozenset(
     int(sig) for sig in (getattr(signal, "SIGKILL", None), getattr(signal, "SIGSTOP", None)) if sig
 )
+# Synchronous fault signals: raised by the faulting instruction itself, they cannot
+# be deferred to an event loop, and resuming after them only faults again.
+_FAULTS: frozenset[int] = frozenset(
+    int(getattr(signal, name))
+    for name in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL")
+    if hasattr(signal, name)
+)
 
 
 def _one_signal(item: object, field: str) -> signal.Signals:
@@ -315,6 +341,11 @@ def _one_signal(item: object, field: str) -> signal.Signals:
             f"{field}: {sig.name} cannot be caught, so it cannot trigger a shutdown; "
             f"got {_show(item)}"
         )
+    if int(sig) in _FAULTS:
+        raise ValueError(
+            f"{field}: {sig.name} is a fault signal, raised by a crashing instruction; "
+            f"it cannot trigger a graceful shutdown; got {_show(item)}"
+        )
     return sig
 
 
@@ -328,7 +359,8 @@ def parse_signals(value: object, field: str = "signals") -> tuple[signal.Signals
 
     Raises:
         TypeError: *value* or one of its items is of the wrong type.
-        ValueError: unknown name or number, or SIGKILL/SIGSTOP (which cannot be caught).
+        ValueError: unknown name or number, SIGKILL/SIGSTOP (which cannot be caught),
+            or a fault signal (SIGSEGV, SIGBUS, SIGFPE, SIGILL).
 
     >>> parse_signals(["TERM", 2, "sigterm"])
     (<Signals.SIGTERM: 15>, <Signals.SIGINT: 2>)
@@ -378,6 +410,16 @@ def _exit_code(value: object, field: str) -> int:
     return int(value)
 
 
+#: Shortest ``progress_interval``: a progress line more often than this is noise.
+MIN_PROGRESS_INTERVAL = 0.01
+
+
+def _at_least(seconds: float, minimum: float, field: str, value: object) -> float:
+    if seconds < minimum:
+        raise ValueError(f"{field} must be at least {minimum}s; got {_show(value)}")
+    return seconds
+
+
 def _duration_normaliser(*, allow_zero: bool) -> Callable[[object, str], float]:
     def normalise(value: object, field: str) -> float:
         return check_duration(value, field, allow_zero=allow_zero)
@@ -396,7 +438,9 @@ _NORMALISERS: dict[str, Callable[[object, str], object]] = {
     "hard_exit": _hard_exit,
     "watchdog_grace": _duration_normaliser(allow_zero=True),
     "force_exit_code": _exit_code,
-    "progress_interval": _duration_normaliser(allow_zero=False),
+    "progress_interval": lambda value, field: _at_least(
+        check_duration(value, field, allow_zero=False), MIN_PROGRESS_INTERVAL, field, value
+    ),
 }
 
 # Float sums are inexact (0.1 + 0.2 > 0.3); a nanosecond, Go's resolution, is the

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 import anyio.lowlevel
@@ -38,7 +38,9 @@ from ._watchdog import Watchdog
 if TYPE_CHECKING:
     import datetime
 
-    from typing_extensions import Self
+    from typing_extensions import Self, Unpack
+
+    from ._config import ConfigOverrides
 
 __all__ = ["Coordinator", "Hold", "ShutdownCoordinator"]
 
@@ -56,13 +58,15 @@ _current: contextvars.ContextVar[ShutdownCoordinator | None] = contextvars.Conte
 class _HookRun:
     """One hook's run within one shutdown."""
 
-    __slots__ = ("abandoned", "ended", "error", "hook", "late", "started", "status")
+    __slots__ = ("abandoned", "ended", "error", "final", "hook", "late", "started", "status")
 
     def __init__(self, hook: Hook, *, late: bool = False) -> None:
         self.hook = hook
         self.late = late
         # A sync hook whose worker thread was left running at its deadline.
         self.abandoned = False
+        # The result handed to the waiter and to the report, made once.
+        self.final: HookResult | None = None
         self.status = HookStatus.PENDING
         self.started: float | None = None
         self.ended: float | None = None
@@ -103,6 +107,7 @@ class Hold:
         self._key: int | None = None
 
     def __enter__(self) -> Self:
+        """Open the hold (works in any thread)."""
         if self._key is not None:
             raise ShutdownError(f"hold {self.name!r} is already open; call hold() for another")
         self._key = self._coord._open_hold(self.name)
@@ -114,11 +119,13 @@ class Hold:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Close the hold; the wrap-up phase may end once no hold is open."""
         key, self._key = self._key, None
         if key is not None:
             self._coord._close_hold(key)
 
     async def __aenter__(self) -> Self:
+        """Open the hold."""
         return self.__enter__()
 
     async def __aexit__(
@@ -127,6 +134,7 @@ class Hold:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        """Close the hold."""
         self.__exit__(exc_type, exc, tb)
 
     def __repr__(self) -> str:
@@ -143,7 +151,7 @@ class ShutdownCoordinator(_Registrar):
             waiter = coord.add_wrap_up_listener(flush_queue)
             await start_server(coord)
             await anyio.sleep_forever()  # cancelled once the shutdown has finished
-        print(coord.report.render())
+        print(coord.report.render() if coord.report else "")
 
     On entering, it claims SIGTERM and SIGINT (when in the main thread) and starts
     a signal listener task. A signal, :meth:`shutdown`, or leaving the block
@@ -151,7 +159,8 @@ class ShutdownCoordinator(_Registrar):
     the wrap-up hooks run (the phase ends early once they have ended and no
     :meth:`hold` is open, and at the latest after ``wrap_up_time``), then the
     shutdown hooks run. ``wait_time`` after the trigger whatever is still running
-    is cancelled; if the event loop itself is stuck, a watchdog thread ends the
+    is cancelled; if the event loop itself is stuck, a watchdog thread (armed when
+    a signal triggered the shutdown, or always with ``hard_exit=True``) ends the
     process ``watchdog_grace`` later.
 
     Args:
@@ -166,7 +175,7 @@ class ShutdownCoordinator(_Registrar):
         config: ShutdownConfig | None = None,
         *,
         hooks: Hooks | Iterable[Hooks] | None = None,
-        **overrides: Any,
+        **overrides: Unpack[ConfigOverrides],
     ) -> None:
         if config is None:
             config = ShutdownConfig()
@@ -412,7 +421,7 @@ class ShutdownCoordinator(_Registrar):
         with self._lock:
             children = list(self._children)
         for child in children:
-            child._start(Trigger("manual", reason=f"enclosing coordinator: {trigger.describe()}"))
+            child._start(_child_trigger(trigger))
         return True
 
     def _set_trigger_event(self) -> None:
@@ -496,6 +505,13 @@ class ShutdownCoordinator(_Registrar):
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Self:
+        """Claim the signals, start the listener task and the watchdog thread.
+
+        Raises:
+            ShutdownError: the coordinator was entered before, or a signal asked
+                for explicitly is held by another coordinator or cannot be claimed
+                outside the main thread.
+        """
         with self._lock:
             if self._state is not State.IDLE:
                 raise ShutdownError(
@@ -565,9 +581,7 @@ class ShutdownCoordinator(_Registrar):
             parent._children.append(self)
             parent_trigger = parent._trigger
         if parent_trigger is not None:
-            self._start(
-                Trigger("manual", reason=f"enclosing coordinator: {parent_trigger.describe()}")
-            )
+            self._start(_child_trigger(parent_trigger))
 
     def _leave_parent(self) -> None:
         parent, key = self._parent, self._parent_hold
@@ -606,6 +620,11 @@ class ShutdownCoordinator(_Registrar):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool:
+        """Run the shutdown if the block ended first, wait for it, restore signals.
+
+        The body's own exception propagates unchanged; a ``KeyboardInterrupt`` or
+        ``SystemExit`` raised by a hook is raised here once the shutdown is over.
+        """
         assert self._body_scope is not None and self._tg is not None
         swallowed = bool(self._body_scope.__exit__(exc_type, exc, tb))
         if swallowed:
@@ -909,7 +928,8 @@ class ShutdownCoordinator(_Registrar):
                 took,
                 extra={"gracestop_hook": hook.name, "gracestop_phase": hook.phase.value},
             )
-        hook.waiter._resolve(run.result(self._trigger_mono))
+        run.final = run.result(self._trigger_mono)
+        hook.waiter._resolve(run.final)
         self._notify()
 
     def _finish(self) -> None:
@@ -927,7 +947,7 @@ class ShutdownCoordinator(_Registrar):
             trigger=self._trigger,
             # Wrap-up before shutdown; within a phase, in registration order.
             results=tuple(
-                r.result(t0)
+                r.final or r.result(t0)
                 for r in sorted(self._runs, key=lambda r: r.hook.phase is Phase.SHUTDOWN)
             ),
             forced=self._forced is not None,
@@ -1041,6 +1061,13 @@ def _registries(hooks: Hooks | Iterable[Hooks] | None) -> tuple[Hooks, ...]:
     return tuple(found)
 
 
+def _child_trigger(parent: Trigger) -> Trigger:
+    """The trigger a child coordinator gets from its parent's: it drains only when
+    the parent does (a signal or a manual trigger)."""
+    kind: Literal["manual", "exit"] = "manual" if parent.kind in ("signal", "manual") else "exit"
+    return Trigger(kind, reason=f"enclosing coordinator: {parent.describe()}")
+
+
 def _group_done(group: list[_HookRun], cut_short: Callable[[], bool]) -> bool:
     return cut_short() or all(r.status.final for r in group)
 
@@ -1048,10 +1075,13 @@ def _group_done(group: list[_HookRun], cut_short: Callable[[], bool]) -> bool:
 def _call_sync_hook(hook: Hook, args: tuple[object, ...]) -> None:
     """Run a sync hook in its worker thread, refusing one that returns an awaitable."""
     value = hook.func(*args)
-    if inspect.isawaitable(value):
-        if inspect.iscoroutine(value):
-            value.close()  # never awaited: close it rather than warn at GC
-        raise TypeError(f"sync hook {hook.name!r} returned an awaitable; declare it `async def`")
+    if inspect.isawaitable(value) or inspect.isasyncgen(value) or inspect.isgenerator(value):
+        if inspect.iscoroutine(value) or inspect.isgenerator(value):
+            value.close()  # never run: close it rather than warn at GC
+        raise TypeError(
+            f"sync hook {hook.name!r} returned {type(value).__name__} {value!r} without running "
+            "it; declare the hook `async def`"
+        )
 
 
 def _secs(value: float | None) -> str:

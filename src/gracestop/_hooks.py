@@ -7,7 +7,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
@@ -129,7 +129,8 @@ class Waiter:
         """``await waiter()``: the same as ``await waiter.wait()``."""
         return self.wait()
 
-    def __await__(self) -> Any:
+    def __await__(self) -> Generator[Any, None, HookResult]:
+        """``await waiter``: the same as ``await waiter.wait()``."""
         return self.wait().__await__()
 
     def _resolve(self, result: HookResult) -> bool:
@@ -244,6 +245,14 @@ def make_hook(
     if not callable(func):
         raise TypeError(
             f"a {phase.value} hook must be callable; got {type(func).__name__} {func!r}"
+        )
+    inner: object = func
+    while isinstance(inner, functools.partial):
+        inner = inner.func
+    if inspect.isgeneratorfunction(inner) or inspect.isasyncgenfunction(inner):
+        raise TypeError(
+            f"a {phase.value} hook must be a function or coroutine function, "
+            f"not a generator; got {func!r}"
         )
     return Hook(
         func=func,
@@ -431,10 +440,12 @@ class Hooks(_Registrar):
         return find_waiter(self.snapshot(), func)
 
     def __len__(self) -> int:
+        """How many hooks are registered."""
         with self._lock:
             return len(self._hooks)
 
     def __iter__(self) -> Iterator[Hook]:
+        """The registered hooks, in registration order."""
         return iter(self.snapshot())
 
     def __repr__(self) -> str:

@@ -108,6 +108,14 @@ class Trigger:
     reason: str = ""
     at: _dt.datetime = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc))
 
+    def __post_init__(self) -> None:
+        if self.kind not in TRIGGER_KINDS:
+            raise ValueError(f"kind must be one of {', '.join(TRIGGER_KINDS)}; got {self.kind!r}")
+        if self.signal is not None and not isinstance(self.signal, signal.Signals):
+            raise TypeError(f"signal must be a signal.Signals or None; got {self.signal!r}")
+        if not isinstance(self.reason, str):
+            raise TypeError(f"reason must be a str; got {type(self.reason).__name__}")
+
     def describe(self) -> str:
         """One phrase for logs, such as ``"received SIGTERM"``."""
         if self.kind == "signal" and self.signal is not None:
@@ -288,6 +296,10 @@ class ShutdownReport:
               shutdown         -          2.003s  0.001s  |                       #|
                 close_db       ok         2.003s  0.001s  |                       #|
         """
+        if isinstance(width, bool) or not isinstance(width, int):
+            raise TypeError(f"width must be an int; got {type(width).__name__} {width!r}")
+        if width < 8:
+            raise ValueError(f"width must be at least 8; got {width!r}")
         span = max(self.duration, 1e-9)
 
         def bar(start: float | None, length: float | None) -> str:

@@ -5,14 +5,21 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 
 from ._coordinator import ShutdownCoordinator
-from ._hooks import Hooks
+from ._hooks import Hooks, _is_async_callable
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._config import ConfigOverrides
 
 __all__ = ["exit_code", "run"]
+
+_BACKENDS = ("asyncio", "trio")
 
 
 def run(
@@ -21,7 +28,7 @@ def run(
     backend: str = "asyncio",
     backend_options: Mapping[str, Any] | None = None,
     hooks: Hooks | Iterable[Hooks] | None = None,
-    **config: Any,
+    **config: Unpack[ConfigOverrides],
 ) -> NoReturn:
     """Run ``main(coord)`` inside a :class:`ShutdownCoordinator` and exit the process.
 
@@ -44,10 +51,15 @@ def run(
 
         gracestop.run(main, wait_time=10)
     """
-    if not callable(main):
-        raise TypeError(f"main must be an async callable; got {type(main).__name__} {main!r}")
+    if not callable(main) or not _is_async_callable(main):
+        raise TypeError(
+            "main must be an async function taking the coordinator; "
+            f"got {type(main).__name__} {main!r}"
+        )
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a str; got {type(backend).__name__} {backend!r}")
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}; got {backend!r}")
     # Built here so that bad configuration fails before the event loop starts.
     coord = ShutdownCoordinator(hooks=hooks, **config)
 
@@ -68,8 +80,11 @@ def run(
 def exit_code(coord: ShutdownCoordinator, error: BaseException | None = None) -> int:
     """The process status :func:`run` uses for a finished coordinator.
 
-    ``error`` is what escaped the ``async with`` block, if anything.
+    ``error`` is what escaped the ``async with`` block, if anything; when it did
+    not come from a hook, its traceback is printed to stderr.
     """
+    if not isinstance(coord, ShutdownCoordinator):
+        raise TypeError(f"coord must be a ShutdownCoordinator; got {type(coord).__name__}")
     report = coord.report
     hook_errors = {id(r.error) for r in report.results} if report is not None else set()
     main_error = error is not None and id(error) not in hook_errors

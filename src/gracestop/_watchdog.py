@@ -77,7 +77,8 @@ class Watchdog:
                 left = self._deadline - time.monotonic()
                 if left <= 0:
                     break
-                self._cond.wait(left)
+                # Condition.wait refuses timeouts above threading.TIMEOUT_MAX.
+                self._cond.wait(min(left, threading.TIMEOUT_MAX))
             if self._stopped:
                 return
         self._fire()

@@ -152,19 +152,28 @@ def blocking(backend: str, variant: str) -> None:
     run_with_report(main, backend, wait_time=1, wrap_up_time=0.5, force_exit_code=3)
 
 
+async def wait_for_go() -> None:
+    """Wait for the parent to write ``go`` on stdin."""
+    line = await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+    if line.strip() != "go":
+        raise RuntimeError(f"expected 'go' on stdin, got {line!r}")
+
+
 @scenario
 def slow(backend: str, variant: str) -> None:
     """A slow wrap-up hook; ``variant`` is ``force``, ``ignore`` or ``handler``
     (``force`` with the signal.signal fallback)."""
     second = "ignore" if variant == "ignore" else "force"
     mode = "handler" if variant == "handler" else "auto"
-    duration = 1.0 if second == "ignore" else 30.0
 
     async def main(coord: ShutdownCoordinator) -> None:
         @coord.on_wrap_up(name="slow")
         async def slow_hook() -> None:
             out("HOOK-START slow")
-            await anyio.sleep(duration)
+            if second == "ignore":
+                await wait_for_go()  # ends when the parent says, not on a timer
+            else:
+                await anyio.sleep(30)
             out("HOOK-END slow")
 
         @coord.on_shutdown(name="closer")
@@ -463,7 +472,10 @@ def manual_signal(backend: str, variant: str) -> None:
         @coord.on_wrap_up(name="slow")
         async def slow_hook() -> None:
             out("HOOK-START slow")
-            await anyio.sleep(1.0 if variant == "one" else 30.0)
+            if variant == "one":
+                await wait_for_go()  # ends when the parent says, not on a timer
+            else:
+                await anyio.sleep(30)
             out("HOOK-END slow")
 
         coord.shutdown("deploy")
