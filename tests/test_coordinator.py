@@ -279,6 +279,7 @@ async def test_deadline_times_out_running_hooks_and_cancels_unstarted_ones(
     never = await later()
     assert never.status is HookStatus.CANCELLED
     assert never.started_at is None
+    assert "1 hook never started: later" in caplog.text
     forced = [r.getMessage() for r in caplog.records if "cut short" in r.getMessage()]
     assert forced == [
         f"shutdown forced by deadline in {report.duration:.3f}s: 3 hooks, 2 timed_out, "
@@ -1042,3 +1043,35 @@ def test_generator_hooks_are_refused() -> None:
         hooks.add_wrap_up_listener(gen)
     with pytest.raises(TypeError, match="not a generator"):
         hooks.on_shutdown(agen)
+
+
+async def test_thousands_of_hooks_run_and_never_started_ones_are_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="gracestop")
+    hooks = Hooks()
+    ran = 0
+
+    async def count() -> None:
+        nonlocal ran
+        ran += 1
+
+    for i in range(3000):
+        hooks.add_wrap_up_listener(count, name=f"w{i}")
+        hooks.add_shutdown_listener(count, name=f"s{i}", order=i % 3)
+    async with coordinator(hooks, wait_time=5) as coord:
+        coord.shutdown()
+    assert ran == 6000
+    assert coord.report is not None
+    assert coord.report.ok
+
+    blocked = Hooks()
+    blocked.add_wrap_up_listener(anyio.sleep_forever, name="stuck")
+    for i in range(500):
+        blocked.add_shutdown_listener(count, name=f"n{i}", order=1)
+    blocked.add_shutdown_listener(anyio.sleep_forever, name="blocker")
+    caplog.clear()
+    async with coordinator(blocked, wrap_up_time=0.05, wait_time=0.3) as coord:
+        coord.shutdown()
+    lines = [r.getMessage() for r in caplog.records if "never started" in r.getMessage()]
+    assert lines == ["500 hooks never started: n0, n1, n2, n3, n4, n5, n6, n7, n8, n9 and 490 more"]

@@ -58,7 +58,17 @@ _current: contextvars.ContextVar[ShutdownCoordinator | None] = contextvars.Conte
 class _HookRun:
     """One hook's run within one shutdown."""
 
-    __slots__ = ("abandoned", "ended", "error", "final", "hook", "late", "started", "status")
+    __slots__ = (
+        "abandoned",
+        "ended",
+        "error",
+        "final",
+        "group",
+        "hook",
+        "late",
+        "started",
+        "status",
+    )
 
     def __init__(self, hook: Hook, *, late: bool = False) -> None:
         self.hook = hook
@@ -67,6 +77,8 @@ class _HookRun:
         self.abandoned = False
         # The result handed to the waiter and to the report, made once.
         self.final: HookResult | None = None
+        # The order group it runs in, counting its members still running.
+        self.group: _Group | None = None
         self.status = HookStatus.PENDING
         self.started: float | None = None
         self.ended: float | None = None
@@ -87,6 +99,15 @@ class _HookRun:
             error=self.error,
             late=self.late,
         )
+
+
+class _Group:
+    """An ``order`` group of one phase: how many of its hooks have not ended."""
+
+    __slots__ = ("pending",)
+
+    def __init__(self, size: int) -> None:
+        self.pending = size
 
 
 class Hold:
@@ -209,6 +230,9 @@ class ShutdownCoordinator(_Registrar):
         self._listener: SignalListener | None = None
         self._watchdog: Watchdog | None = None
         self._runs: list[_HookRun] = []
+        # Runs not ended yet, per phase: phase ends are checked in O(1).
+        self._unfinished: dict[Phase, int] = {Phase.WRAP_UP: 0, Phase.SHUTDOWN: 0}
+        self._never_started: list[str] = []
         self._pending: dict[Phase, list[_HookRun]] = {Phase.WRAP_UP: [], Phase.SHUTDOWN: []}
         self._phase_started: set[Phase] = set()
         self._late_queue: list[_HookRun] = []
@@ -283,9 +307,14 @@ class ShutdownCoordinator(_Registrar):
                     f"cannot register hook {hook.name!r}: the coordinator has stopped"
                 )
             run = _HookRun(hook, late=True)
-            self._runs.append(run)
+            self._add_run(run)
         logger.debug("late %s hook %s registered during the shutdown", hook.phase, hook.name)
         self._on_loop(functools.partial(self._admit_late, run))
+
+    def _add_run(self, run: _HookRun) -> None:
+        """Track a run (under the lock)."""
+        self._runs.append(run)
+        self._unfinished[run.hook.phase] += 1
 
     def _admit_late(self, run: _HookRun) -> None:
         """Join the phase if it has not started, else start at once (loop thread)."""
@@ -397,10 +426,12 @@ class ShutdownCoordinator(_Registrar):
             # Readiness turns off now; new work is still taken only while a drain
             # delay applies.
             self._state = State.DRAINING if self._drains(trigger) else State.WRAPPING_UP
+            seen = {id(r.hook) for r in self._runs}
             for registry in (*self._registries, self._own):
                 for hook in registry.snapshot():
-                    if all(r.hook is not hook for r in self._runs):
-                        self._runs.append(_HookRun(hook))
+                    if id(hook) not in seen:
+                        seen.add(id(hook))
+                        self._add_run(_HookRun(hook))
             for registry in self._registries:
                 registry._read_by_shutdown(+1)
             for run in self._runs:
@@ -766,9 +797,7 @@ class ShutdownCoordinator(_Registrar):
         return self._phase_over(Phase.WRAP_UP) and not holds
 
     def _phase_over(self, phase: Phase) -> bool:
-        return phase in self._sequence_done and all(
-            r.status.final for r in self._runs if r.hook.phase is phase
-        )
+        return phase in self._sequence_done and self._unfinished[phase] == 0
 
     def _window_closed(self) -> None:
         with self._lock:
@@ -780,7 +809,7 @@ class ShutdownCoordinator(_Registrar):
         logger.warning(
             "wrap-up time (%s) is up; starting the shutdown phase with %s still open",
             _secs(self._config.wrap_up_time),
-            ", ".join([*(f"hook {n}" for n in still), *(f"hold {h}" for h in holds)]) or "nothing",
+            _names([*(f"hook {n}" for n in still), *(f"hold {h}" for h in holds)]) or "nothing",
         )
 
     async def _run_phase(self, phase: Phase) -> None:
@@ -793,10 +822,14 @@ class ShutdownCoordinator(_Registrar):
         runs = list(self._pending[phase])
         self._pending[phase].clear()
         self._phase_started.add(phase)
-        groups = [
-            [r for r in runs if r.hook.order == order]
-            for order in sorted({r.hook.order for r in runs})
-        ]
+        by_order: dict[int, list[_HookRun]] = {}
+        for run in runs:
+            by_order.setdefault(run.hook.order, []).append(run)
+        groups = [by_order[order] for order in sorted(by_order)]
+        for group in groups:
+            counter = _Group(len(group))
+            for run in group:
+                run.group = counter
 
         def cut_short() -> bool:
             return phase is Phase.WRAP_UP and self._window_over
@@ -901,6 +934,10 @@ class ShutdownCoordinator(_Registrar):
             return
         run.status = status
         run.ended = time.monotonic()
+        with self._lock:
+            self._unfinished[run.hook.phase] -= 1
+        if run.group is not None:
+            run.group.pending -= 1
         hook = run.hook
         took = "" if run.started is None else f" after {_secs(run.ended - run.started)}"
         if status is HookStatus.OK:
@@ -915,11 +952,11 @@ class ShutdownCoordinator(_Registrar):
                 exc_info=run.error,
                 extra={"gracestop_hook": hook.name, "gracestop_phase": hook.phase.value},
             )
+        elif status is HookStatus.CANCELLED and run.started is None:
+            # Logged together at the end: a forced quit may leave thousands.
+            self._never_started.append(hook.name)
         else:
-            reason = {
-                HookStatus.TIMED_OUT: "timed out",
-                HookStatus.CANCELLED: "was cancelled" if run.started else "never started",
-            }[status]
+            reason = "timed out" if status is HookStatus.TIMED_OUT else "was cancelled"
             logger.warning(
                 "%s hook %s %s%s",
                 hook.phase,
@@ -965,13 +1002,19 @@ class ShutdownCoordinator(_Registrar):
         self._report = report
         with self._lock:
             self._state = State.STOPPED
+        if self._never_started:
+            logger.warning(
+                "%s never started: %s",
+                _count(len(self._never_started), "hook"),
+                _names(self._never_started),
+            )
         if report.forced:
             cut = [r.name for r in report.by_status(HookStatus.TIMED_OUT)]
             cut += [r.name for r in report.by_status(HookStatus.CANCELLED)]
             logger.warning(
                 "%s; cut short: %s",
                 report.summary(),
-                ", ".join(cut) or "nothing",
+                _names(cut) or "nothing",
                 extra={"gracestop_forced_by": report.forced_by},
             )
         else:
@@ -1017,7 +1060,7 @@ class ShutdownCoordinator(_Registrar):
         for name in holds:
             counts[name] = counts.get(name, 0) + 1
         parts.extend(f"hold {n}" + (f" x{c}" if c > 1 else "") for n, c in counts.items())
-        return ", ".join(parts)
+        return _names(parts, limit=20)
 
     def _set_state(self, state: State) -> None:
         with self._lock:
@@ -1069,7 +1112,13 @@ def _child_trigger(parent: Trigger) -> Trigger:
 
 
 def _group_done(group: list[_HookRun], cut_short: Callable[[], bool]) -> bool:
-    return cut_short() or all(r.status.final for r in group)
+    return cut_short() or group[0].group is None or group[0].group.pending == 0
+
+
+def _names(items: list[str], limit: int = 10) -> str:
+    """A list for a log line: the first ``limit`` items, then how many more."""
+    shown = ", ".join(items[:limit])
+    return f"{shown} and {len(items) - limit} more" if len(items) > limit else shown
 
 
 def _call_sync_hook(hook: Hook, args: tuple[object, ...]) -> None:
