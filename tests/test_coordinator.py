@@ -7,6 +7,7 @@ import threading
 import time
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 import gracestop
@@ -1075,3 +1076,113 @@ async def test_thousands_of_hooks_run_and_never_started_ones_are_logged_once(
         coord.shutdown()
     lines = [r.getMessage() for r in caplog.records if "never started" in r.getMessage()]
     assert lines == ["500 hooks never started: n0, n1, n2, n3, n4, n5, n6, n7, n8, n9 and 490 more"]
+
+
+async def test_sync_hooks_can_call_back_into_the_event_loop() -> None:
+    hooks = Hooks()
+    got: list[str] = []
+
+    async def ping() -> str:
+        await anyio.lowlevel.checkpoint()
+        return "pong"
+
+    @hooks.on_shutdown
+    def uses_from_thread() -> None:
+        got.append(anyio.from_thread.run(ping))
+
+    async with coordinator(hooks) as coord:
+        coord.shutdown()
+    assert got == ["pong"]
+    assert coord.report is not None
+    assert coord.report.ok
+
+
+async def test_sync_hooks_whose_time_ran_out_waiting_for_a_thread_never_start() -> None:
+    hooks = Hooks()
+    started = 0
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def busy() -> None:
+        nonlocal started
+        with lock:
+            started += 1
+        release.wait(2)
+
+    for i in range(45):  # five more than the 40 threads allowed at once
+        hooks.add_shutdown_listener(busy, name=f"busy{i}", timeout=0.2)
+    async with coordinator(hooks, hard_exit=False) as coord:
+        coord.shutdown()
+    release.set()
+    assert started == 40
+    assert coord.report is not None
+    assert len(coord.report.by_status(HookStatus.TIMED_OUT)) == 45
+
+
+async def test_the_parents_deadline_forces_its_children() -> None:
+    hooks = Hooks()
+    slow = hooks.add_shutdown_listener(anyio.sleep_forever, name="child-slow")
+    async with coordinator(wrap_up_time=0.1, wait_time=0.3) as outer:
+        async with ShutdownCoordinator(hooks=hooks, wait_time=10) as inner:
+            outer.shutdown()
+            await anyio.sleep_forever()
+    assert (await slow()).status is HookStatus.TIMED_OUT
+    assert inner.report is not None
+    assert inner.report.forced_by == "deadline"
+    assert inner.report.duration < 2
+    assert outer.report is not None
+    assert outer.report.forced_by == "deadline"
+
+
+async def test_a_child_on_another_threads_loop_is_forced_through_its_own_loop() -> None:
+    hooks = Hooks()
+    entered = threading.Event()
+    result: list[object] = []
+
+    async def child_service() -> None:
+        async with ShutdownCoordinator(hooks=hooks) as inner:
+            entered.set()
+            await anyio.sleep_forever()
+        result.append(inner.report)
+
+    hooks.add_shutdown_listener(anyio.sleep_forever, name="child-slow")
+    async with coordinator(wait_time=5) as outer:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(anyio.to_thread.run_sync, anyio.run, child_service)
+            await anyio.to_thread.run_sync(entered.wait, 5)
+            outer.shutdown()
+            while not outer._children or outer._children[0].state is not State.SHUTTING_DOWN:
+                await anyio.sleep(0.01)
+            outer._force("signal")
+    (report,) = result
+    assert isinstance(report, gracestop.ShutdownReport)
+    assert report.forced_by == "signal"
+    assert outer.report is not None
+    assert outer.report.duration < 3
+
+
+async def register_late_after(
+    coord: ShutdownCoordinator, first: gracestop.Waiter, steps: int, outcome: list[str]
+) -> None:
+    await first()
+    for _ in range(steps):
+        await anyio.lowlevel.checkpoint()
+    try:
+        waiter = coord.add_shutdown_listener(lambda: None, name="late")
+        outcome.append((await waiter()).status.value)
+    except ShutdownError:
+        outcome.append("refused")
+
+
+async def test_a_hook_registered_as_the_shutdown_ends_runs_or_is_refused() -> None:
+    for steps in range(6):
+        outcome: list[str] = []
+        async with coordinator(wrap_up_time=0.01) as coord:
+            first = coord.add_shutdown_listener(lambda: None, name="first")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(register_late_after, coord, first, steps, outcome)
+                coord.shutdown()
+                await anyio.sleep_forever()
+        assert outcome in (["ok"], ["refused"]), (steps, outcome)
+        assert coord.report is not None
+        assert coord.report.ok

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import collections
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -11,7 +14,7 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -235,7 +238,7 @@ class ShutdownCoordinator(_Registrar):
         self._never_started: list[str] = []
         self._pending: dict[Phase, list[_HookRun]] = {Phase.WRAP_UP: [], Phase.SHUTDOWN: []}
         self._phase_started: set[Phase] = set()
-        self._late_queue: list[_HookRun] = []
+        self._late_queue: collections.deque[_HookRun] = collections.deque()
         self._admitting_closed = False
         self._window_over = False
         self._sequence_done: set[Phase] = set()
@@ -302,9 +305,10 @@ class ShutdownCoordinator(_Registrar):
             if self._trigger is None:
                 self._own._register(hook)
                 return
-            if self._state is State.STOPPED:
+            if self._state is State.STOPPED or self._admitting_closed:
                 raise ShutdownError(
-                    f"cannot register hook {hook.name!r}: the coordinator has stopped"
+                    f"cannot register hook {hook.name!r}: the coordinator has stopped "
+                    "(every hook has ended)"
                 )
             run = _HookRun(hook, late=True)
             self._add_run(run)
@@ -334,7 +338,7 @@ class ShutdownCoordinator(_Registrar):
         while True:
             await self._wait_until(lambda: bool(self._late_queue) or self._admitting_closed)
             while self._late_queue and self._hook_tg is not None:
-                run = self._late_queue.pop(0)
+                run = self._late_queue.popleft()
                 self._hook_tg.start_soon(
                     self._run_hook, run, name=f"gracestop hook {run.hook.name}"
                 )
@@ -452,7 +456,7 @@ class ShutdownCoordinator(_Registrar):
         with self._lock:
             children = list(self._children)
         for child in children:
-            child._start(_child_trigger(trigger))
+            self._start_child(child, trigger)
         return True
 
     def _set_trigger_event(self) -> None:
@@ -507,7 +511,8 @@ class ShutdownCoordinator(_Registrar):
         with self._lock:
             children = list(self._children)
         for child in children:
-            child._force(by)
+            # The child may run on another thread's event loop.
+            child._on_loop(functools.partial(child._force, by))
 
     # ------------------------------------------------------------------ loop plumbing
 
@@ -612,7 +617,14 @@ class ShutdownCoordinator(_Registrar):
             parent._children.append(self)
             parent_trigger = parent._trigger
         if parent_trigger is not None:
-            self._start(_child_trigger(parent_trigger))
+            parent._start_child(self, parent_trigger)
+
+    def _start_child(self, child: ShutdownCoordinator, trigger: Trigger) -> None:
+        """Trigger a child; it inherits this coordinator's watchdog deadline."""
+        child._start(_child_trigger(trigger))
+        deadline = self._watchdog.deadline if self._watchdog is not None else None
+        if deadline is not None and child._watchdog is not None:
+            child._watchdog.arm(deadline)
 
     def _leave_parent(self) -> None:
         parent, key = self._parent, self._parent_hold
@@ -739,7 +751,7 @@ class ShutdownCoordinator(_Registrar):
                 finally:
                     side.cancel_scope.cancel()
         if run_scope.cancelled_caught and self._forced is None:
-            self._forced = "deadline"
+            self._force("deadline")
 
     async def _phases(self) -> None:
         assert self._trigger is not None
@@ -771,6 +783,16 @@ class ShutdownCoordinator(_Registrar):
                 await self._wait_until(lambda: self._phase_over(Phase.WRAP_UP))
                 self._span_end("wrap_up")
                 await self._wait_until(lambda: self._phase_over(Phase.SHUTDOWN))
+                # Children are part of this shutdown: do not stop before them.
+                await self._wait_until(lambda: not self._children)
+                while True:
+                    await self._wait_until(self._all_over)
+                    with self._lock:
+                        # Under the lock, so a registration from another thread
+                        # either counts before this check or is refused after it.
+                        if self._all_over():
+                            self._admitting_closed = True
+                            break
             finally:
                 self._admitting_closed = True
                 self._notify()
@@ -795,6 +817,9 @@ class ShutdownCoordinator(_Registrar):
         with self._lock:
             holds = bool(self._holds)
         return self._phase_over(Phase.WRAP_UP) and not holds
+
+    def _all_over(self) -> bool:
+        return self._phase_over(Phase.WRAP_UP) and self._phase_over(Phase.SHUTDOWN)
 
     def _phase_over(self, phase: Phase) -> bool:
         return phase in self._sequence_done and self._unfinished[phase] == 0
@@ -871,7 +896,7 @@ class ShutdownCoordinator(_Registrar):
                 if hook.is_async:
                     await hook.func(*args)
                 else:
-                    await self._call_in_thread(run, args)
+                    await self._call_in_thread(run, args, min(own_deadline, self._deadline))
             if scope.cancelled_caught:
                 status = HookStatus.TIMED_OUT
                 run.error = TimeoutError(f"hook {hook.name!r} timed out after {_secs(timeout)}")
@@ -894,40 +919,60 @@ class ShutdownCoordinator(_Registrar):
         finally:
             self._end_run(run, status)
 
-    async def _call_in_thread(self, run: _HookRun, args: tuple[object, ...]) -> None:
-        """Run a sync hook in a daemon thread of its own and wait for it.
+    async def _call_in_thread(
+        self, run: _HookRun, args: tuple[object, ...], deadline: float
+    ) -> None:
+        """Run a sync hook in a daemon worker thread and wait for it.
 
         At a deadline the thread is abandoned (Python cannot stop a thread). It is
-        a daemon thread, unlike the executors' workers, so it cannot keep the
-        process alive once the shutdown is over.
+        a daemon thread, so it cannot keep the process alive once the shutdown is
+        over: trio's worker threads are; on asyncio, whose executor threads are
+        not, the hook gets a thread of its own. Either way the hook can call back
+        into the loop with ``anyio.from_thread``.
         """
         assert self._call is not None and self._thread_limiter is not None
         call = self._call
-        done = anyio.Event()
-        failure: list[BaseException] = []
-        context = contextvars.copy_context()
+        token = anyio.lowlevel.current_token()
+        hook_call = functools.partial(_call_sync_hook, run.hook, args)
+        # Whether a thread may be running the hook: only then is it abandoned.
+        threaded = False
+        try:
+            if not isinstance(token.native_token, asyncio.AbstractEventLoop):
+                threaded = True  # handed to trio, which may start it at any time
+                await anyio.to_thread.run_sync(
+                    hook_call, abandon_on_cancel=True, limiter=self._thread_limiter
+                )
+                return
+            done = anyio.Event()
+            failure: list[BaseException] = []
+            context = contextvars.copy_context()
 
-        def target() -> None:
-            try:
-                context.run(_call_sync_hook, run.hook, args)
-            except BaseException as exc:
-                failure.append(exc)
-            finally:
-                call(done.set)
+            def target() -> None:
+                try:
+                    with _anyio_worker(token):
+                        context.run(hook_call)
+                except BaseException as exc:
+                    failure.append(exc)
+                finally:
+                    call(done.set)
 
-        async with self._thread_limiter:
-            thread = threading.Thread(
-                target=target, name=f"gracestop hook {run.hook.name}", daemon=True
-            )
-            thread.start()
-            try:
+            async with self._thread_limiter:
+                if anyio.current_time() >= deadline:
+                    # Waiting for a free thread used up the hook's time; the
+                    # deadline's cancellation arrives at once: never start it.
+                    await anyio.sleep_forever()
+                thread = threading.Thread(
+                    target=target, name=f"gracestop hook {run.hook.name}", daemon=True
+                )
+                thread.start()
+                threaded = True
                 await done.wait()
-            except anyio.get_cancelled_exc_class():
-                run.abandoned = True
-                self._abandoned_threads = True
-                raise
-        if failure:
-            raise failure[0]
+            if failure:
+                raise failure[0]
+        except anyio.get_cancelled_exc_class():
+            run.abandoned = threaded
+            self._abandoned_threads |= threaded
+            raise
 
     def _end_run(self, run: _HookRun, status: HookStatus) -> None:
         if run.status.final:
@@ -1109,6 +1154,22 @@ def _child_trigger(parent: Trigger) -> Trigger:
     the parent does (a signal or a manual trigger)."""
     kind: Literal["manual", "exit"] = "manual" if parent.kind in ("signal", "manual") else "exit"
     return Trigger(kind, reason=f"enclosing coordinator: {parent.describe()}")
+
+
+@contextlib.contextmanager
+def _anyio_worker(token: Any) -> Iterator[None]:
+    """Let a sync hook's thread call back into the loop with ``anyio.from_thread``,
+    as it could in one of anyio's own worker threads."""
+    try:
+        from anyio._core._eventloop import threadlocals
+    except ImportError:  # pragma: no cover - anyio moved it: from_thread needs token=
+        yield
+        return
+    threadlocals.current_token = token
+    try:
+        yield
+    finally:
+        del threadlocals.current_token
 
 
 def _group_done(group: list[_HookRun], cut_short: Callable[[], bool]) -> bool:

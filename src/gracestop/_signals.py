@@ -63,19 +63,27 @@ def loop_caller() -> Callable[[Callable[[], object]], None]:
 Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 
 
+LoopHandlers = dict[signal.Signals, tuple[Any, Any, tuple[Any, ...]]]
+
+
 def _asyncio_loop_handlers(
-    signals: tuple[signal.Signals, ...],
-) -> dict[signal.Signals, tuple[Any, Any, tuple[Any, ...]]]:
+    signals: tuple[signal.Signals, ...], previous: dict[signal.Signals, Handler]
+) -> LoopHandlers | None:
     """Handlers an application added with ``loop.add_signal_handler`` for these
-    signals, so they can be put back after anyio's receiver has removed them."""
+    signals, so they can be put back after anyio's receiver has removed them.
+
+    ``None`` when the loop has such handlers but does not let them be read
+    (uvloop): the receiver must not be used then, or they would be lost.
+    """
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:  # trio: no asyncio loop
         return {}
     registry = getattr(loop, "_signal_handlers", None)
-    if not isinstance(registry, dict):  # pragma: no cover - a loop without one
-        return {}
-    saved = {}
+    if not isinstance(registry, dict):
+        owned = any(getattr(h, "__self__", None) is loop for h in previous.values())
+        return None if owned else {}
+    saved: LoopHandlers = {}
     for s in signals:
         handle = registry.get(s)
         callback = getattr(handle, "_callback", None)
@@ -114,7 +122,7 @@ class SignalListener:
         self._previous: dict[signal.Signals, Handler] = {}
         self._call: Callable[[Callable[[], object]], None] | None = None
         self.used_fallback = False
-        self._loop_handlers: dict[signal.Signals, tuple[Any, Any, tuple[Any, ...]]] = {}
+        self._loop_handlers: LoopHandlers = {}
 
     def claim(self) -> None:
         """Claim the signals, or raise ShutdownError if another coordinator holds one."""
@@ -148,8 +156,16 @@ class SignalListener:
         if not self.signals:
             task_status.started()
             await anyio.sleep_forever()
-        if self.mode == "auto":
-            self._loop_handlers = _asyncio_loop_handlers(self.signals)
+        loop_handlers = _asyncio_loop_handlers(self.signals, self._previous)
+        if self.mode == "handler":
+            self.used_fallback = True
+        elif loop_handlers is None:
+            # uvloop keeps its handlers out of reach: anyio's receiver would drop
+            # the application's for good, so the forwarding handler serves instead.
+            logger.debug("the loop's own signal handlers cannot be saved; using signal.signal")
+            self.used_fallback = True
+        else:
+            self._loop_handlers = loop_handlers
             try:
                 receiver = anyio.open_signal_receiver(*self.signals)
                 try:
@@ -166,12 +182,7 @@ class SignalListener:
                 # The loop cannot add signal handlers (asyncio on Windows): the
                 # forwarding handler installed by claim() delivers them instead.
                 logger.debug("event loop has no signal support; using signal.signal")
-                signal_fallback = True
-            else:  # pragma: no cover - the receiver loop only ends by cancellation
-                return
-            self.used_fallback = signal_fallback
-        else:
-            self.used_fallback = True
+                self.used_fallback = True
         task_status.started()
         await anyio.sleep_forever()
 
