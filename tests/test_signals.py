@@ -163,7 +163,13 @@ async def test_second_signal_ignored_when_configured(
     assert coord.report.ok
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [
+        pytest.param("asyncio", id="asyncio"),
+        pytest.param(("asyncio", {"use_uvloop": True}), id="uvloop"),
+    ],
+)
 async def test_an_applications_loop_signal_handler_comes_back(
     restore_usr_handlers: object,
 ) -> None:
@@ -173,9 +179,12 @@ async def test_an_applications_loop_signal_handler_comes_back(
     received = asyncio.Event()
     loop.add_signal_handler(signal.SIGUSR1, received.set)
     try:
-        async with ShutdownCoordinator(hooks=Hooks(), signals=["USR1"]) as coord:
-            coord.shutdown()
-        os.kill(os.getpid(), signal.SIGUSR1)
+        async with ShutdownCoordinator(hooks=Hooks(), signals=["USR1"], hard_exit=False) as coord:
+            os.kill(os.getpid(), signal.SIGUSR1)  # the coordinator's while it runs
+            trigger = await coord.triggered()
+        assert trigger.signal is signal.SIGUSR1
+        received.clear()
+        os.kill(os.getpid(), signal.SIGUSR1)  # the application's again afterwards
         with anyio.fail_after(2):
             await received.wait()
     finally:
