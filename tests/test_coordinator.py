@@ -1099,24 +1099,40 @@ async def test_sync_hooks_can_call_back_into_the_event_loop() -> None:
 
 async def test_sync_hooks_whose_time_ran_out_waiting_for_a_thread_never_start() -> None:
     hooks = Hooks()
-    started = 0
+    started: list[str] = []
     lock = threading.Lock()
     release = threading.Event()
 
-    def busy() -> None:
-        nonlocal started
+    def blocker() -> None:
         with lock:
-            started += 1
-        release.wait(2)
+            started.append("blocker")
+        release.wait(5)
 
-    for i in range(45):  # five more than the 40 threads allowed at once
-        hooks.add_shutdown_listener(busy, name=f"busy{i}", timeout=0.2)
-    async with coordinator(hooks, hard_exit=False) as coord:
+    def latecomer() -> None:
+        with lock:
+            started.append("latecomer")
+
+    for i in range(40):  # every thread slot taken
+        hooks.add_wrap_up_listener(blocker, name=f"blocker{i}")
+    coord = coordinator(hooks, wrap_up_time=3, wait_time=5, hard_exit=False)
+
+    @hooks.on_wrap_up
+    async def add_latecomers() -> None:
+        while len(started) < 40:
+            await anyio.sleep(0.005)
+        late = [
+            coord.add_wrap_up_listener(latecomer, name=f"late{i}", timeout=0.1) for i in range(5)
+        ]
+        results = [await waiter() for waiter in late]
+        assert all(r.status is HookStatus.TIMED_OUT for r in results)
+        release.set()
+
+    async with coord:
         coord.shutdown()
-    release.set()
-    assert started == 40
+    assert started.count("blocker") == 40
+    assert "latecomer" not in started
     assert coord.report is not None
-    assert len(coord.report.by_status(HookStatus.TIMED_OUT)) == 45
+    assert len(coord.report.by_status(HookStatus.OK)) == 41
 
 
 async def test_the_parents_deadline_forces_its_children() -> None:

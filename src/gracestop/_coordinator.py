@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import collections
-import contextlib
 import contextvars
 import functools
-import inspect
 import itertools
 import logging
 import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -25,7 +22,6 @@ from anyio.abc import TaskGroup
 from ._config import ShutdownConfig
 from ._hooks import Hook, HookContext, Hooks, Waiter, _Registrar, default_hooks, find_waiter
 from ._report import (
-    HookResult,
     HookStatus,
     Phase,
     PhaseSpan,
@@ -35,6 +31,7 @@ from ._report import (
     Trigger,
     _count,
 )
+from ._runs import Group, HookRun, call_sync_hook_in_thread, group_done
 from ._signals import SignalListener, claimed_signals, loop_caller
 from ._watchdog import Watchdog
 
@@ -56,61 +53,6 @@ _ids = itertools.count(1)
 _current: contextvars.ContextVar[ShutdownCoordinator | None] = contextvars.ContextVar(
     "gracestop_current_coordinator", default=None
 )
-
-
-class _HookRun:
-    """One hook's run within one shutdown."""
-
-    __slots__ = (
-        "abandoned",
-        "ended",
-        "error",
-        "final",
-        "group",
-        "hook",
-        "late",
-        "started",
-        "status",
-    )
-
-    def __init__(self, hook: Hook, *, late: bool = False) -> None:
-        self.hook = hook
-        self.late = late
-        # A sync hook whose worker thread was left running at its deadline.
-        self.abandoned = False
-        # The result handed to the waiter and to the report, made once.
-        self.final: HookResult | None = None
-        # The order group it runs in, counting its members still running.
-        self.group: _Group | None = None
-        self.status = HookStatus.PENDING
-        self.started: float | None = None
-        self.ended: float | None = None
-        self.error: BaseException | None = None
-
-    def result(self, t0: float) -> HookResult:
-        started_at = None if self.started is None else self.started - t0
-        duration = None
-        if self.started is not None:
-            duration = (self.ended if self.ended is not None else time.monotonic()) - self.started
-        return HookResult(
-            name=self.hook.name,
-            phase=self.hook.phase,
-            order=self.hook.order,
-            status=self.status,
-            started_at=started_at,
-            duration=duration,
-            error=self.error,
-            late=self.late,
-        )
-
-
-class _Group:
-    """An ``order`` group of one phase: how many of its hooks have not ended."""
-
-    __slots__ = ("pending",)
-
-    def __init__(self, size: int) -> None:
-        self.pending = size
 
 
 class Hold:
@@ -232,13 +174,13 @@ class ShutdownCoordinator(_Registrar):
         self._changed: anyio.Event | None = None
         self._listener: SignalListener | None = None
         self._watchdog: Watchdog | None = None
-        self._runs: list[_HookRun] = []
+        self._runs: list[HookRun] = []
         # Runs not ended yet, per phase: phase ends are checked in O(1).
         self._unfinished: dict[Phase, int] = {Phase.WRAP_UP: 0, Phase.SHUTDOWN: 0}
         self._never_started: list[str] = []
-        self._pending: dict[Phase, list[_HookRun]] = {Phase.WRAP_UP: [], Phase.SHUTDOWN: []}
+        self._pending: dict[Phase, list[HookRun]] = {Phase.WRAP_UP: [], Phase.SHUTDOWN: []}
         self._phase_started: set[Phase] = set()
-        self._late_queue: collections.deque[_HookRun] = collections.deque()
+        self._late_queue: collections.deque[HookRun] = collections.deque()
         self._admitting_closed = False
         self._window_over = False
         self._sequence_done: set[Phase] = set()
@@ -310,17 +252,17 @@ class ShutdownCoordinator(_Registrar):
                     f"cannot register hook {hook.name!r}: the coordinator has stopped "
                     "(every hook has ended)"
                 )
-            run = _HookRun(hook, late=True)
+            run = HookRun(hook, late=True)
             self._add_run(run)
         logger.debug("late %s hook %s registered during the shutdown", hook.phase, hook.name)
         self._on_loop(functools.partial(self._admit_late, run))
 
-    def _add_run(self, run: _HookRun) -> None:
+    def _add_run(self, run: HookRun) -> None:
         """Track a run (under the lock)."""
         self._runs.append(run)
         self._unfinished[run.hook.phase] += 1
 
-    def _admit_late(self, run: _HookRun) -> None:
+    def _admit_late(self, run: HookRun) -> None:
         """Join the phase if it has not started, else start at once (loop thread)."""
         phase = run.hook.phase
         if self._state is State.STOPPED or (self._hook_tg is None and self._sequence_done):
@@ -435,7 +377,7 @@ class ShutdownCoordinator(_Registrar):
                 for hook in registry.snapshot():
                     if id(hook) not in seen:
                         seen.add(id(hook))
-                        self._add_run(_HookRun(hook))
+                        self._add_run(HookRun(hook))
             for registry in self._registries:
                 registry._read_by_shutdown(+1)
             for run in self._runs:
@@ -847,12 +789,12 @@ class ShutdownCoordinator(_Registrar):
         runs = list(self._pending[phase])
         self._pending[phase].clear()
         self._phase_started.add(phase)
-        by_order: dict[int, list[_HookRun]] = {}
+        by_order: dict[int, list[HookRun]] = {}
         for run in runs:
             by_order.setdefault(run.hook.order, []).append(run)
         groups = [by_order[order] for order in sorted(by_order)]
         for group in groups:
-            counter = _Group(len(group))
+            counter = Group(len(group))
             for run in group:
                 run.group = counter
 
@@ -870,12 +812,12 @@ class ShutdownCoordinator(_Registrar):
                     )
                 if cut_short():
                     break
-                await self._wait_until(functools.partial(_group_done, group, cut_short))
+                await self._wait_until(functools.partial(group_done, group, cut_short))
         finally:
             self._sequence_done.add(phase)
             self._notify()
 
-    async def _run_hook(self, run: _HookRun) -> None:
+    async def _run_hook(self, run: HookRun) -> None:
         hook = run.hook
         assert self._trigger is not None
         if self._forced is not None or run.status.final:
@@ -896,7 +838,17 @@ class ShutdownCoordinator(_Registrar):
                 if hook.is_async:
                     await hook.func(*args)
                 else:
-                    await self._call_in_thread(run, args, min(own_deadline, self._deadline))
+                    assert self._call is not None and self._thread_limiter is not None
+                    try:
+                        await call_sync_hook_in_thread(
+                            run,
+                            args,
+                            min(own_deadline, self._deadline),
+                            limiter=self._thread_limiter,
+                            call=self._call,
+                        )
+                    finally:
+                        self._abandoned_threads |= run.abandoned
             if scope.cancelled_caught:
                 status = HookStatus.TIMED_OUT
                 run.error = TimeoutError(f"hook {hook.name!r} timed out after {_secs(timeout)}")
@@ -919,62 +871,7 @@ class ShutdownCoordinator(_Registrar):
         finally:
             self._end_run(run, status)
 
-    async def _call_in_thread(
-        self, run: _HookRun, args: tuple[object, ...], deadline: float
-    ) -> None:
-        """Run a sync hook in a daemon worker thread and wait for it.
-
-        At a deadline the thread is abandoned (Python cannot stop a thread). It is
-        a daemon thread, so it cannot keep the process alive once the shutdown is
-        over: trio's worker threads are; on asyncio, whose executor threads are
-        not, the hook gets a thread of its own. Either way the hook can call back
-        into the loop with ``anyio.from_thread``.
-        """
-        assert self._call is not None and self._thread_limiter is not None
-        call = self._call
-        token = anyio.lowlevel.current_token()
-        hook_call = functools.partial(_call_sync_hook, run.hook, args)
-        # Whether a thread may be running the hook: only then is it abandoned.
-        threaded = False
-        try:
-            if not isinstance(token.native_token, asyncio.AbstractEventLoop):
-                threaded = True  # handed to trio, which may start it at any time
-                await anyio.to_thread.run_sync(
-                    hook_call, abandon_on_cancel=True, limiter=self._thread_limiter
-                )
-                return
-            done = anyio.Event()
-            failure: list[BaseException] = []
-            context = contextvars.copy_context()
-
-            def target() -> None:
-                try:
-                    with _anyio_worker(token):
-                        context.run(hook_call)
-                except BaseException as exc:
-                    failure.append(exc)
-                finally:
-                    call(done.set)
-
-            async with self._thread_limiter:
-                if anyio.current_time() >= deadline:
-                    # Waiting for a free thread used up the hook's time; the
-                    # deadline's cancellation arrives at once: never start it.
-                    await anyio.sleep_forever()
-                thread = threading.Thread(
-                    target=target, name=f"gracestop hook {run.hook.name}", daemon=True
-                )
-                thread.start()
-                threaded = True
-                await done.wait()
-            if failure:
-                raise failure[0]
-        except anyio.get_cancelled_exc_class():
-            run.abandoned = threaded
-            self._abandoned_threads |= threaded
-            raise
-
-    def _end_run(self, run: _HookRun, status: HookStatus) -> None:
+    def _end_run(self, run: HookRun, status: HookStatus) -> None:
         if run.status.final:
             return
         run.status = status
@@ -1156,42 +1053,10 @@ def _child_trigger(parent: Trigger) -> Trigger:
     return Trigger(kind, reason=f"enclosing coordinator: {parent.describe()}")
 
 
-@contextlib.contextmanager
-def _anyio_worker(token: Any) -> Iterator[None]:
-    """Let a sync hook's thread call back into the loop with ``anyio.from_thread``,
-    as it could in one of anyio's own worker threads."""
-    try:
-        from anyio._core._eventloop import threadlocals
-    except ImportError:  # pragma: no cover - anyio moved it: from_thread needs token=
-        yield
-        return
-    threadlocals.current_token = token
-    try:
-        yield
-    finally:
-        del threadlocals.current_token
-
-
-def _group_done(group: list[_HookRun], cut_short: Callable[[], bool]) -> bool:
-    return cut_short() or group[0].group is None or group[0].group.pending == 0
-
-
 def _names(items: list[str], limit: int = 10) -> str:
     """A list for a log line: the first ``limit`` items, then how many more."""
     shown = ", ".join(items[:limit])
     return f"{shown} and {len(items) - limit} more" if len(items) > limit else shown
-
-
-def _call_sync_hook(hook: Hook, args: tuple[object, ...]) -> None:
-    """Run a sync hook in its worker thread, refusing one that returns an awaitable."""
-    value = hook.func(*args)
-    if inspect.isawaitable(value) or inspect.isasyncgen(value) or inspect.isgenerator(value):
-        if inspect.iscoroutine(value) or inspect.isgenerator(value):
-            value.close()  # never run: close it rather than warn at GC
-        raise TypeError(
-            f"sync hook {hook.name!r} returned {type(value).__name__} {value!r} without running "
-            "it; declare the hook `async def`"
-        )
 
 
 def _secs(value: float | None) -> str:
