@@ -386,20 +386,23 @@ async def test_failing_hook_is_logged_and_reported_and_others_still_run(
     assert "connection lost" in caplog.text
 
 
-async def test_keyboard_interrupt_in_a_hook_is_recorded_then_raised_after_the_shutdown() -> None:
+@pytest.mark.parametrize("exit_exc", [KeyboardInterrupt, SystemExit])
+async def test_keyboard_interrupt_in_a_hook_is_recorded_then_raised_after_the_shutdown(
+    exit_exc: type[BaseException],
+) -> None:
     hooks = Hooks()
     ran: list[str] = []
 
     @hooks.on_wrap_up
     async def interrupted() -> None:
-        raise KeyboardInterrupt
+        raise exit_exc
 
     @hooks.on_shutdown
     async def still_runs() -> None:
         ran.append("ran")
 
     coord = coordinator(hooks)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(exit_exc):
         async with coord:
             coord.shutdown()
     assert ran == ["ran"]
@@ -1202,3 +1205,33 @@ async def test_a_hook_registered_as_the_shutdown_ends_runs_or_is_refused() -> No
         assert outcome in (["ok"], ["refused"]), (steps, outcome)
         assert coord.report is not None
         assert coord.report.ok
+
+
+async def test_a_child_keeps_the_default_registry_when_its_parent_does_not_run_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(gracestop.default_hooks, "_hooks", [])
+    ran: list[str] = []
+    gracestop.default_hooks.add_shutdown_listener(lambda: ran.append("library cleanup"))
+    async with coordinator() as outer:  # its own Hooks(): not the default registry
+        async with ShutdownCoordinator(signals=()) as inner:
+            outer.shutdown()
+            await anyio.sleep_forever()
+    assert ran == ["library cleanup"]
+    assert inner.report is not None
+    assert [r.name for r in inner.report.results] == ["<lambda>"]
+
+
+async def test_the_watchdog_stays_armed_when_a_sync_hook_was_abandoned() -> None:
+    hooks = Hooks()
+    release = threading.Event()
+    hooks.add_shutdown_listener(lambda: release.wait(5), timeout=0.05, name="stuck")
+    async with coordinator(hooks, hard_exit=True, wait_time=60) as coord:
+        coord.shutdown()
+    assert coord._watchdog is not None
+    try:
+        # The thread may still hold the process: only the watchdog bounds it now.
+        assert coord._watchdog.armed
+    finally:
+        coord._watchdog.stop()  # this test process must live on
+        release.set()

@@ -9,13 +9,17 @@ import gracestop
 from gracestop import Hooks, ShutdownCoordinator
 
 
+@pytest.fixture(params=["asyncio", "trio"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 def run_code(main: object, **kwargs: object) -> object:
     with pytest.raises(SystemExit) as info:
         gracestop.run(main, signals=(), **kwargs)  # type: ignore[arg-type]
     return info.value.code
 
 
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_clean_shutdown_exits_zero(backend: str) -> None:
     hooks = Hooks()
     ran: list[str] = []
@@ -30,7 +34,7 @@ def test_clean_shutdown_exits_zero(backend: str) -> None:
 
 
 def test_main_raising_exits_one_with_traceback_and_hooks_still_run(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], backend: str
 ) -> None:
     hooks = Hooks()
     ran: list[str] = []
@@ -39,12 +43,12 @@ def test_main_raising_exits_one_with_traceback_and_hooks_still_run(
     async def main(coord: ShutdownCoordinator) -> None:
         raise LookupError("no such table")
 
-    assert run_code(main, hooks=hooks) == 1
+    assert run_code(main, backend=backend, hooks=hooks) == 1
     assert ran == ["closed"]
     assert "LookupError: no such table" in capsys.readouterr().err
 
 
-def test_failed_hook_exits_one() -> None:
+def test_failed_hook_exits_one(backend: str) -> None:
     hooks = Hooks()
 
     @hooks.on_shutdown
@@ -54,33 +58,35 @@ def test_failed_hook_exits_one() -> None:
     async def main(coord: ShutdownCoordinator) -> None:
         pass
 
-    assert run_code(main, hooks=hooks) == 1
+    assert run_code(main, backend=backend, hooks=hooks) == 1
 
 
-def test_forced_quit_exits_with_force_exit_code() -> None:
+def test_forced_quit_exits_with_force_exit_code(backend: str) -> None:
     hooks = Hooks()
     hooks.add_wrap_up_listener(anyio.sleep_forever)
 
     async def main(coord: ShutdownCoordinator) -> None:
         pass
 
-    code = run_code(main, hooks=hooks, wait_time=0.2, wrap_up_time=0.1, force_exit_code=7)
+    code = run_code(
+        main, backend=backend, hooks=hooks, wait_time=0.2, wrap_up_time=0.1, force_exit_code=7
+    )
     assert code == 7
 
 
-def test_system_exit_from_main_keeps_its_status() -> None:
+def test_system_exit_from_main_keeps_its_status(backend: str) -> None:
     async def main(coord: ShutdownCoordinator) -> None:
         raise SystemExit(3)
 
-    assert run_code(main, hooks=Hooks()) == 3
+    assert run_code(main, backend=backend, hooks=Hooks()) == 3
 
     async def with_message(coord: ShutdownCoordinator) -> None:
         raise SystemExit("fatal: bad config")
 
-    assert run_code(with_message, hooks=Hooks()) == 1
+    assert run_code(with_message, backend=backend, hooks=Hooks()) == 1
 
 
-def test_keyboard_interrupt_from_a_hook_exits_one() -> None:
+def test_keyboard_interrupt_from_a_hook_exits_one(backend: str) -> None:
     hooks = Hooks()
 
     @hooks.on_wrap_up
@@ -90,7 +96,7 @@ def test_keyboard_interrupt_from_a_hook_exits_one() -> None:
     async def main(coord: ShutdownCoordinator) -> None:
         pass
 
-    assert run_code(main, hooks=hooks) == 1
+    assert run_code(main, backend=backend, hooks=hooks) == 1
 
 
 def test_bad_arguments_fail_before_any_loop_starts() -> None:
@@ -115,7 +121,7 @@ def test_bad_arguments_fail_before_any_loop_starts() -> None:
 
 
 def test_main_raising_during_a_forced_quit_still_prints_its_traceback(
-    capsys: pytest.CaptureFixture[str],
+    capsys: pytest.CaptureFixture[str], backend: str
 ) -> None:
     hooks = Hooks()
     hooks.add_wrap_up_listener(anyio.sleep_forever)
@@ -123,6 +129,8 @@ def test_main_raising_during_a_forced_quit_still_prints_its_traceback(
     async def main(coord: ShutdownCoordinator) -> None:
         raise ValueError("bad request")
 
-    code = run_code(main, hooks=hooks, wait_time=0.2, wrap_up_time=0.1, force_exit_code=3)
+    code = run_code(
+        main, backend=backend, hooks=hooks, wait_time=0.2, wrap_up_time=0.1, force_exit_code=3
+    )
     assert code == 3
     assert "ValueError: bad request" in capsys.readouterr().err

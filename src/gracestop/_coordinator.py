@@ -498,7 +498,7 @@ class ShutdownCoordinator(_Registrar):
         parent = _current.get()
         if parent is not None and parent._state not in (State.IDLE, State.STOPPED):
             self._parent = parent
-            if not self._hooks_given:
+            if not self._hooks_given and default_hooks in parent._registries:
                 # The enclosing coordinator runs the default registry already.
                 self._registries = ()
         self._loop_thread = threading.get_ident()

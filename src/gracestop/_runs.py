@@ -77,6 +77,13 @@ class Group:
         self.pending = size
 
 
+async def _unless_expired(deadline: float) -> None:
+    """Return at once, unless ``deadline`` has passed: then wait for the
+    cancellation that the passed deadline is about to deliver."""
+    if anyio.current_time() >= deadline:
+        await anyio.sleep_forever()
+
+
 async def call_sync_hook_in_thread(
     run: HookRun,
     args: tuple[object, ...],
@@ -98,6 +105,7 @@ async def call_sync_hook_in_thread(
     # Whether a thread may be running the hook: only then is it abandoned.
     threaded = False
     try:
+        await _unless_expired(deadline)
         if not isinstance(token.native_token, asyncio.AbstractEventLoop):
             threaded = True  # handed to trio, which may start it at any time
             await anyio.to_thread.run_sync(hook_call, abandon_on_cancel=True, limiter=limiter)
@@ -116,10 +124,8 @@ async def call_sync_hook_in_thread(
                 call(done.set)
 
         async with limiter:
-            if anyio.current_time() >= deadline:
-                # Waiting for a free thread used up the hook's time; the
-                # deadline's cancellation arrives at once: never start it.
-                await anyio.sleep_forever()
+            # Waiting for a free thread may have used up the hook's time.
+            await _unless_expired(deadline)
             thread = threading.Thread(
                 target=target, name=f"gracestop hook {run.hook.name}", daemon=True
             )
