@@ -192,7 +192,6 @@ class ShutdownCoordinator(_Registrar):
         self._early_signals: list[signal.Signals] = []
         self._forced: str | None = None
         self._reraise: BaseException | None = None
-        self._abandoned_threads = False
         self._thread_limiter: anyio.CapacityLimiter | None = None
         self._report: ShutdownReport | None = None
 
@@ -431,8 +430,7 @@ class ShutdownCoordinator(_Registrar):
                 sig.name,
                 self._trigger.describe(),
             )
-            if self._config.hard_exit is not False:
-                self._arm_watchdog()
+            self._arm_watchdog()  # a no-op with hard_exit=False: there is no watchdog
         elif self._config.second_signal == "force":
             logger.warning(
                 "received %s again: forcing the quit; still pending: %s",
@@ -650,10 +648,14 @@ class ShutdownCoordinator(_Registrar):
             raise late_cancel
         return swallowed
 
+    def _abandoned_threads(self) -> bool:
+        """Whether a sync hook's thread was left running at its deadline."""
+        return any(run.abandoned for run in self._runs)
+
     def _release(self) -> None:
         if self._listener is not None:
             self._listener.release()
-        if self._watchdog is not None and not self._abandoned_threads:
+        if self._watchdog is not None and not self._abandoned_threads():
             self._watchdog.stop()
 
     async def _runner(self) -> None:
@@ -767,8 +769,7 @@ class ShutdownCoordinator(_Registrar):
         return phase in self._sequence_done and self._unfinished[phase] == 0
 
     def _window_closed(self) -> None:
-        with self._lock:
-            holds = tuple(self._holds.values())
+        holds = self.open_holds
         self._open_holds_at_window = holds
         still = [
             r.hook.name for r in self._runs if r.hook.phase is Phase.WRAP_UP and not r.status.final
@@ -839,16 +840,13 @@ class ShutdownCoordinator(_Registrar):
                     await hook.func(*args)
                 else:
                     assert self._call is not None and self._thread_limiter is not None
-                    try:
-                        await call_sync_hook_in_thread(
-                            run,
-                            args,
-                            min(own_deadline, self._deadline),
-                            limiter=self._thread_limiter,
-                            call=self._call,
-                        )
-                    finally:
-                        self._abandoned_threads |= run.abandoned
+                    await call_sync_hook_in_thread(
+                        run,
+                        args,
+                        min(own_deadline, self._deadline),
+                        limiter=self._thread_limiter,
+                        call=self._call,
+                    )
             if scope.cancelled_caught:
                 status = HookStatus.TIMED_OUT
                 run.error = TimeoutError(f"hook {hook.name!r} timed out after {_secs(timeout)}")
@@ -961,7 +959,7 @@ class ShutdownCoordinator(_Registrar):
             )
         else:
             logger.info("%s", report.summary())
-        if self._watchdog is not None and not self._abandoned_threads:
+        if self._watchdog is not None and not self._abandoned_threads():
             self._watchdog.stop()
         for registry in self._registries:
             registry._read_by_shutdown(-1)
@@ -996,8 +994,7 @@ class ShutdownCoordinator(_Registrar):
                 )
             elif run.status is HookStatus.PENDING:
                 parts.append(f"{run.hook.phase} hook {run.hook.name} (not started)")
-        with self._lock:
-            holds = list(self._holds.values())
+        holds = self.open_holds
         counts: dict[str, int] = {}
         for name in holds:
             counts[name] = counts.get(name, 0) + 1

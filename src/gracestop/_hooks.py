@@ -182,9 +182,15 @@ class Hook:
         self.takes_context = _takes_context(self.func, self.name)
 
 
-def _is_async_callable(func: object) -> bool:
+def _unwrap(func: object) -> object:
+    """The function behind any ``functools.partial`` layers."""
     while isinstance(func, functools.partial):
         func = func.func
+    return func
+
+
+def _is_async_callable(func: object) -> bool:
+    func = _unwrap(func)
     if inspect.iscoroutinefunction(func):
         return True
     call = getattr(func, "__call__", None)  # noqa: B004 - looking for an async __call__
@@ -221,9 +227,7 @@ def _hook_name(func: HookFunc, name: object) -> str:
         if not name.strip():
             raise ValueError(f"name must not be empty; got {name!r}")
         return name
-    inner: object = func
-    while isinstance(inner, functools.partial):
-        inner = inner.func
+    inner = _unwrap(func)
     qualname = getattr(inner, "__qualname__", None) or getattr(inner, "__name__", None)
     if isinstance(qualname, str):
         # "Service.close" says more than "close", but a nested function's
@@ -246,9 +250,7 @@ def make_hook(
         raise TypeError(
             f"a {phase.value} hook must be callable; got {type(func).__name__} {func!r}"
         )
-    inner: object = func
-    while isinstance(inner, functools.partial):
-        inner = inner.func
+    inner = _unwrap(func)
     if inspect.isgeneratorfunction(inner) or inspect.isasyncgenfunction(inner):
         raise TypeError(
             f"a {phase.value} hook must be a function or coroutine function, "
