@@ -1183,18 +1183,21 @@ async def test_a_child_on_another_threads_loop_is_forced_through_its_own_loop() 
 async def register_late_after(
     coord: ShutdownCoordinator, first: gracestop.Waiter, steps: int, outcome: list[str]
 ) -> None:
-    await first()
-    for _ in range(steps):
-        await anyio.lowlevel.checkpoint()
-    try:
-        waiter = coord.add_shutdown_listener(lambda: None, name="late")
-        outcome.append((await waiter()).status.value)
-    except ShutdownError:
-        outcome.append("refused")
+    # Shielded: the body is cancelled once the coordinator stops, and the outcome
+    # must be read either way (a hook accepted at the last moment still runs).
+    with anyio.CancelScope(shield=True):
+        await first()
+        for _ in range(steps):
+            await anyio.lowlevel.checkpoint()
+        try:
+            waiter = coord.add_shutdown_listener(lambda: None, name="late")
+            outcome.append((await waiter()).status.value)
+        except ShutdownError:
+            outcome.append("refused")
 
 
 async def test_a_hook_registered_as_the_shutdown_ends_runs_or_is_refused() -> None:
-    for steps in range(6):
+    for steps in range(12):
         outcome: list[str] = []
         async with coordinator(wrap_up_time=0.01) as coord:
             first = coord.add_shutdown_listener(lambda: None, name="first")
