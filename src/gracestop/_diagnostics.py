@@ -92,7 +92,9 @@ def default_diagnostics_dir(uid: int | None = None) -> Path:
 def program_name(argv0: str | None = None) -> str:
     """The basename of ``sys.argv[0]`` without extension, reduced to safe
     characters, or ``"python"`` when there is none."""
-    raw = sys.argv[0] if argv0 is None else argv0
+    raw = (sys.argv[0] if sys.argv else "") if argv0 is None else argv0
+    if raw in ("-c", "-m"):  # python -c CODE: no program file
+        return "python"
     stem = os.path.splitext(os.path.basename(raw))[0]
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip(".-")
     return name[:64] or "python"
