@@ -399,3 +399,16 @@ def test_request_diagnostics_arguments(
     args: dict[str, object] = {"pid": os.getpid(), "kind": "dump", **kwargs}
     with pytest.raises(exc, match=pattern):
         request_diagnostics(**args)  # type: ignore[arg-type]
+
+
+def test_profiling_modules_are_imported_only_when_profiling() -> None:
+    import subprocess
+
+    code = (
+        "import sys, gracestop; "
+        "print(sorted({'cProfile', 'pstats', 'tracemalloc', 'tempfile'} & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"

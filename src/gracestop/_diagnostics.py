@@ -15,27 +15,23 @@ follows anything already there; a file therefore appears only once complete.
 from __future__ import annotations
 
 import asyncio
-import cProfile
 import errno
 import io
 import itertools
 import logging
 import marshal
 import os
-import pstats
 import re
 import signal
 import stat
 import sys
-import tempfile
 import threading
 import time
 import traceback
-import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from anyio.abc import TaskStatus
@@ -43,6 +39,12 @@ from anyio.abc import TaskStatus
 from ._config import ShutdownConfig, check_duration
 from ._report import ShutdownError
 from ._signals import SignalListener
+
+if TYPE_CHECKING:
+    # Imported where used: profiling modules are not needed by a process that
+    # never profiles, and ``import gracestop`` stays light.
+    import cProfile
+    import tracemalloc
 
 __all__ = [
     "DiagnosticsKind",
@@ -84,6 +86,8 @@ class UnsafeDirectoryError(OSError):
 def default_diagnostics_dir(uid: int | None = None) -> Path:
     """``<tempfile.gettempdir()>/gracestop-<uid>``, the directory used when
     ``diagnostics_dir`` is ``None`` (*uid* defaults to the effective uid)."""
+    import tempfile
+
     if uid is None:
         uid = os.geteuid()
     return Path(tempfile.gettempdir()) / f"gracestop-{uid}"
@@ -397,6 +401,9 @@ class _Profile:
     """A cProfile + tracemalloc recording of the event-loop thread."""
 
     def __init__(self) -> None:
+        import cProfile
+        import tracemalloc
+
         self.started = time.monotonic()
         self.stop = anyio.Event()
         self.profiler = cProfile.Profile()
@@ -408,6 +415,8 @@ class _Profile:
 
     def finish(self) -> tuple[float, tracemalloc.Snapshot | None]:
         """Stop recording (on the loop thread, where cProfile was enabled)."""
+        import tracemalloc
+
         self.profiler.disable()
         snapshot = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
         if self.own_tracemalloc:
@@ -419,6 +428,9 @@ def _render_profile(
     profiler: cProfile.Profile, seconds: float, snapshot: tracemalloc.Snapshot | None
 ) -> tuple[bytes, bytes]:
     """The ``.pstats`` data (what ``pstats.Stats.dump_stats`` writes) and the summary."""
+    import pstats
+    import tracemalloc
+
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
     pstats_data = marshal.dumps(stats.stats)  # type: ignore[attr-defined]
