@@ -412,3 +412,39 @@ def test_profiling_modules_are_imported_only_when_profiling() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_write_refusal_is_logged_and_nothing_is_written(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from gracestop._diagnostics import _write_files
+
+    caplog.set_level(logging.ERROR, logger="gracestop")
+    directory = tmp_path / "d"
+    directory.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    (directory / "x.dump").symlink_to(victim)
+    assert _write_files(str(directory), [("x.dump", b"data")], "dump") == []
+    assert not victim.exists()
+    assert caplog.messages == [
+        f"refusing to write the dump: {directory}/x.dump is a symlink (not followed); "
+        "nothing written"
+    ]
+
+
+def test_a_broken_repr_does_not_cost_the_dump() -> None:
+    from gracestop._diagnostics import _await_chain
+
+    class Awaited:
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr")
+
+    here = sys._getframe()
+
+    class Coroutine:
+        cr_frame = here
+        cr_await = Awaited()
+
+    frames, note = _await_chain(Coroutine())
+    assert [f.f_code.co_name for f, _ in frames] == ["test_a_broken_repr_does_not_cost_the_dump"]
+    assert note == "awaiting <Awaited object>"

@@ -475,11 +475,6 @@ class Diagnostics:
         self._wake: anyio.Event | None = None
         self._profile: _Profile | None = None
 
-    @property
-    def signals(self) -> tuple[signal.Signals, ...]:
-        """The signals listened to."""
-        return self._listener.signals
-
     def claim(self) -> None:
         """Claim SIGUSR1 and SIGUSR2 (``ShutdownError`` if another coordinator has them)."""
         self._wake = anyio.Event()

@@ -278,3 +278,47 @@ def test_request_diagnostics_no_such_process() -> None:
     gone.wait(10)
     with pytest.raises(ProcessLookupError, match=rf"no process with pid {gone.pid}"):
         request_diagnostics(gone.pid, "dump", timeout=1)
+
+
+def test_request_diagnostics_refuses_a_symlinked_directory(spawn: Spawn, tmp_path: Path) -> None:
+    directory = private_dir(tmp_path)
+    link = tmp_path / "link"
+    link.symlink_to(directory)
+    child = start(spawn, "asyncio", str(directory))
+    with pytest.raises(ShutdownError, match=rf"diagnostics directory {link} is a symlink"):
+        request_diagnostics(child.pid, "dump", directory=link, timeout=10)
+    stop_cleanly(child)
+
+
+def test_request_diagnostics_permission_error(spawn: Spawn, tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the asking process as another user")
+    child = start(spawn, "asyncio", str(private_dir(tmp_path)))
+    code = (
+        "import sys; from gracestop import request_diagnostics\n"
+        "try:\n"
+        f"    request_diagnostics({child.pid}, 'dump', timeout=1)\n"
+        "except PermissionError as exc:\n"
+        "    print('PermissionError:', exc)\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            user=65534,
+            group=65534,
+            cwd="/",
+        )
+    except PermissionError:
+        # The interpreter lives where the other user cannot read it (a home directory).
+        pytest.skip("cannot run the interpreter as another user here")
+    if "PermissionError:" not in done.stdout and "Permission denied" in done.stderr:
+        pytest.skip(f"the interpreter is not readable by another user: {done.stderr[-300:]}")
+    assert done.stdout.strip() == (
+        f"PermissionError: not allowed to send SIGUSR1 to pid {child.pid}; "
+        "run as its user or as root"
+    ), done.stderr
+    stop_cleanly(child)
