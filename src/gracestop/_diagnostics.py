@@ -669,7 +669,8 @@ def request_diagnostics(
     seconds to end the profile early, else the profile runs for the service's
     ``profile_duration``. It then waits for the ``.pstats`` file and its ``.txt``
     summary and returns the ``.pstats`` path (the summary is the same path with
-    ``.txt``).
+    ``.txt``). If a profile was already running, the first SIGUSR2 ends it and
+    that profile is the one returned (no second signal is sent then).
 
     *directory* is where the service writes (its ``diagnostics_dir``); by default
     ``<tempdir>/gracestop-<uid of pid>``, which matches the service's default when
@@ -727,7 +728,10 @@ def request_diagnostics(
     _send(pid, sig)
     if profile_for is not None:
         time.sleep(profile_for)
-        _send(pid, sig)
+        # A profile that was already running ended at our first signal: a
+        # second one would start another, left running behind us.
+        if not _matching(folder, pattern) - before:
+            _send(pid, sig)
     end = time.monotonic() + wait
     while True:
         new = _matching(folder, pattern) - before

@@ -322,3 +322,20 @@ def test_request_diagnostics_permission_error(spawn: Spawn, tmp_path: Path) -> N
         "run as its user or as root"
     ), done.stderr
     stop_cleanly(child)
+
+
+def test_request_diagnostics_profile_while_one_runs_returns_it(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    directory = private_dir(tmp_path)
+    child = start(spawn, "trio", str(directory))
+    child.signal(signal.SIGUSR2)
+    child.expect_err(r"profiling the event-loop thread")
+    profile = request_diagnostics(
+        child.pid, "profile", directory=directory, timeout=10, duration=0.5
+    )
+    assert profile.exists()
+    # No profile was left running: SIGTERM writes nothing more.
+    stop_cleanly(child)
+    assert "stopping the profile to write it" not in child.err.text()
+    assert list(directory.glob("*.pstats")) == [profile]
