@@ -1,6 +1,6 @@
 """Diagnostics on signals: SIGUSR1 writes a task dump, SIGUSR2 records a profile.
 
-go-zero's ``proc`` writes a goroutine dump on SIGUSR1 and toggles profiling on
+go-zero's ``proc`` writes a goroutine dump on SIGUSR1 and records profiles on
 SIGUSR2. Here SIGUSR1 writes every thread's stack and every task's await stack,
 and SIGUSR2 starts (a second one stops) a ``cProfile`` + ``tracemalloc``
 recording of the event-loop thread. Both are opt-in (``diagnostics=True``).
