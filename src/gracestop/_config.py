@@ -63,11 +63,13 @@ class ConfigOverrides(TypedDict, total=False):
     watchdog_grace: DurationLike
     force_exit_code: int
     progress_interval: DurationLike
+    report_file: str | os.PathLike[str] | None
 
 
-RESERVED_ENV_SUFFIXES: frozenset[str] = frozenset({"REPORT_FILE", "TESTING"})
+RESERVED_ENV_SUFFIXES: frozenset[str] = frozenset({"TESTING"})
 """``GRACESTOP_*`` variables owned by other features; :meth:`ShutdownConfig.from_env`
-skips them instead of calling them unknown."""
+skips them instead of calling them unknown (``GRACESTOP_TESTING`` turns on
+:mod:`gracestop.testing`'s testing mode)."""
 
 _SIGNAL_MODES: tuple[str, ...] = ("auto", "handler")
 _SECOND_SIGNAL_MODES: tuple[str, ...] = ("force", "ignore")
@@ -410,6 +412,20 @@ def _exit_code(value: object, field: str) -> int:
     return int(value)
 
 
+def _report_file(value: object, field: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{field} must be a str, an os.PathLike or None; got {_describe(value)}")
+    if not value.strip():
+        raise ValueError(f"{field} must be a file path, not an empty string; got {_show(value)}")
+    if "\0" in value:
+        raise ValueError(f"{field} must not contain a NUL character; got {_show(value)}")
+    return value
+
+
 #: Shortest ``progress_interval``: a progress line more often than this is noise.
 MIN_PROGRESS_INTERVAL = 0.01
 
@@ -441,6 +457,7 @@ _NORMALISERS: dict[str, Callable[[object, str], object]] = {
     "progress_interval": lambda value, field: _at_least(
         check_duration(value, field, allow_zero=False), MIN_PROGRESS_INTERVAL, field, value
     ),
+    "report_file": _report_file,
 }
 
 # Float sums are inexact (0.1 + 0.2 > 0.3); a nanosecond, Go's resolution, is the
@@ -468,6 +485,9 @@ def _from_text(field: str, value: object) -> object:
         return value
     word = value.strip().lower()
     if field == "hook_timeout" and word in {"", "none", "null"}:
+        return None
+    if field == "report_file" and not word:
+        # An empty variable is how a deployment unsets an inherited one.
         return None
     if field == "hard_exit":
         if word in _TRUE_WORDS:
@@ -550,6 +570,7 @@ class ShutdownConfig:
     watchdog_grace: float = 0.5
     force_exit_code: int = 1
     progress_interval: float = 1.0
+    report_file: str | None = None
 
     if TYPE_CHECKING:
         # What type checkers see: the constructor takes the raw forms that
@@ -567,6 +588,7 @@ class ShutdownConfig:
             watchdog_grace: DurationLike = 0.5,
             force_exit_code: int = 1,
             progress_interval: DurationLike = 1.0,
+            report_file: str | os.PathLike[str] | None = None,
         ) -> None: ...
 
     def __new__(cls, *args: object, **kwargs: object) -> ShutdownConfig:

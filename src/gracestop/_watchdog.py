@@ -29,10 +29,12 @@ class Watchdog:
         *,
         exit_code: int,
         describe_pending: Callable[[], str],
+        before_exit: Callable[[], None] | None = None,
         name: str = "gracestop-watchdog",
     ) -> None:
         self._exit_code = exit_code
         self._describe_pending = describe_pending
+        self._before_exit = before_exit
         self._cond = threading.Condition()
         self._deadline: float | None = None
         self._stopped = False
@@ -99,6 +101,11 @@ class Watchdog:
             faulthandler.dump_traceback(file=sys.__stderr__ or sys.stderr, all_threads=True)
         except Exception:  # pragma: no cover - stderr may be closed
             pass
+        if self._before_exit is not None:
+            try:
+                self._before_exit()
+            except Exception as exc:  # pragma: no cover - never let it stop the exit
+                _write_stderr(f"gracestop: could not finish before the exit: {exc!r}\n")
         _flush_stdio()
         os._exit(self._exit_code)
 
