@@ -90,6 +90,19 @@ def test_trio_example_runs_through_gracestop_run() -> None:
     assert "close-pool" in out
 
 
+def test_testing_example_runs_on_both_backends() -> None:
+    # A pytest run of its own, as the application's suite would run it, with this
+    # project's pytest settings (warnings are errors, strict markers and asyncio).
+    proc = run_example(
+        "-m", "pytest", "-v", "-p", "no:cacheprovider", str(EXAMPLES / "testing_app"), timeout=60
+    )
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "5 passed" in out, out
+    for backend in ("asyncio", "trio"):
+        assert f"test_the_pool_closes_after_the_request_in_flight[{backend}] PASSED" in out
+
+
 def test_examples_are_all_exercised() -> None:
     here = Path(__file__).read_text()
     for example in EXAMPLES.glob("*.py"):

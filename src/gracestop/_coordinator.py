@@ -35,6 +35,7 @@ from ._report import (
 from ._report_file import write_report_file
 from ._runs import Group, HookRun, call_sync_hook_in_thread, group_done
 from ._signals import SignalListener, claimed_signals, loop_caller
+from ._testing import apply_testing, is_testing
 from ._watchdog import Watchdog
 
 if TYPE_CHECKING:
@@ -152,6 +153,8 @@ class ShutdownCoordinator(_Registrar):
                 f"config must be a ShutdownConfig or None; got {type(config).__name__} {config!r}"
             )
         self._config = config.replace(**overrides) if overrides else config
+        if is_testing():
+            self._config = apply_testing(config, overrides, self._config)
         self._registries = _registries(hooks)
         self._hooks_given = hooks is not None
         self._parent: ShutdownCoordinator | None = None
