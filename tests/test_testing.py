@@ -3,6 +3,7 @@ plugin (run by pytester in a fresh pytest process)."""
 
 from __future__ import annotations
 
+import inspect
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -355,7 +356,10 @@ def test_plugin_fixtures_are_documented() -> None:
     for name in ("gracestop_coordinator", "gracestop_testing", "gracestop_options"):
         assert getattr(testing, name).__doc__, name
     for name in testing.__all__:
-        assert getattr(testing, name) is not None
+        obj = getattr(testing, name)
+        if callable(obj):
+            assert inspect.getdoc(obj), name
+    assert inspect.getdoc(testing.set_testing(False).__exit__)
 
 
 def test_docs_show_the_example_that_the_suite_runs() -> None:

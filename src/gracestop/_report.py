@@ -321,14 +321,14 @@ class ShutdownReport:
             ascii: plain ASCII marks and bars (``+ x ! -``, ``#``). ``None``:
                 when stdout's encoding cannot write the symbols.
 
-        Example (``report.render(width=78, color=False)``)::
+        Example (``report.render(width=72, color=False)``)::
 
-            gracestop shutdown: received SIGTERM at 2026-11-28 12:00:00 UTC; force quit at 5.500s
-              stage / hook  status        start    took  0s                      2.005s
-              wrap-up                    0.000s  2.004s  ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━
-                flush       ✓ ok         0.001s  2.003s  ██████████████████████████████
-              shutdown                   2.004s  0.001s  ·····························━
-                close-db    ✓ ok         2.004s  0.001s  ·····························█
+            gracestop: received SIGTERM at 2026-11-28 12:00:00Z, deadline 5.5s
+              stage / hook  status   start    took  0s                        2.005s
+              wrap-up               0.000s  2.004s  ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━
+                flush       ✓ ok    0.001s  2.003s  ████████████████████████████████
+              shutdown              2.004s  0.001s  ·······························━
+                close-db    ✓ ok    2.004s  0.001s  ·······························█
             shutdown ok in 2.005s: 2 hooks, 2 ok
 
         Raises:
