@@ -359,7 +359,7 @@ def test_plugin_fixtures_are_documented() -> None:
         obj = getattr(testing, name)
         if callable(obj):
             assert inspect.getdoc(obj), name
-    assert inspect.getdoc(testing.set_testing(False).__exit__)
+    assert inspect.getdoc(testing._RestoreTesting.__exit__)
 
 
 def test_docs_show_the_example_that_the_suite_runs() -> None:

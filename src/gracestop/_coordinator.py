@@ -977,8 +977,10 @@ class ShutdownCoordinator(_Registrar):
             self._finished_event.set()
 
     def _write_report_at_watchdog(self) -> None:
-        """The watchdog is about to end the process (watchdog thread): write the
-        report as it stands, running hooks timed out and waiting ones cancelled."""
+        """The watchdog is about to end the process (watchdog thread, bounded in
+        time): write the report as it stands, running hooks timed out and waiting
+        ones cancelled. A race with the stuck loop can only make it fail, which
+        the watchdog reports on stderr before it exits all the same."""
         path = self._config.report_file
         if path is None or self._trigger is None:
             return
@@ -996,7 +998,8 @@ class ShutdownCoordinator(_Registrar):
             results=tuple(results),
             forced=True,
             duration=now - t0,
-            open_holds=self.open_holds,
+            # Not through the lock: the loop thread may be stuck holding it.
+            open_holds=tuple(dict(self._holds).values()),
             phases=tuple(
                 PhaseSpan(name, span[0] - t0 if span[0] is not None else 0.0, _rel(span[1], t0))
                 for name, span in dict(self._spans).items()
