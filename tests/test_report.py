@@ -273,6 +273,26 @@ def test_render_auto_colour_on_a_terminal_and_ascii_for_its_encoding(
     text = report.render()
     assert "\x1b[" not in text
     assert text.isascii()
+    closed = io.StringIO()
+    closed.close()  # isatty() raises ValueError on a closed stream
+    monkeypatch.setattr(sys, "stdout", closed)
+    assert "\x1b[" not in report.render()
+
+
+def test_render_names_an_error_without_a_message_by_its_type() -> None:
+    report = ShutdownReport(
+        trigger=Trigger("manual", at=AT),
+        results=(
+            HookResult("quiet", Phase.SHUTDOWN, 0, HookStatus.FAILED, 0.0, 0.1, RuntimeError()),
+        ),
+        forced=False,
+        duration=0.1,
+        phases=(PhaseSpan("wrap_up", 0.0, 0.0), PhaseSpan("shutdown", 0.0, 0.1)),
+    )
+    lines = report.render(width=60, color=False, ascii=True).splitlines()
+    assert lines[lines.index(next(line for line in lines if "quiet" in line)) + 1] == (
+        "      -> RuntimeError"
+    )
 
 
 @pytest.mark.parametrize(
