@@ -683,8 +683,9 @@ class ShutdownConfig:
         ``GRACESTOP_WAIT_TIME=10s``, ``GRACESTOP_SIGNALS=TERM,INT``,
         ``GRACESTOP_HARD_EXIT=false`` and so on; values are read like
         :meth:`from_mapping` string values. An empty ``GRACESTOP_SIGNALS`` (or
-        ``none``) means no signals; an empty ``GRACESTOP_HOOK_TIMEOUT`` or
-        ``GRACESTOP_HARD_EXIT`` means ``None``. Unset variables keep the defaults.
+        ``none``) means no signals; an empty ``GRACESTOP_HOOK_TIMEOUT``,
+        ``GRACESTOP_HARD_EXIT`` or ``GRACESTOP_REPORT_FILE`` means ``None``. Unset
+        variables keep the defaults.
 
         A variable that starts with *prefix* but names no field raises
         :class:`UnknownFieldError`, so a typo does not pass silently; suffixes in
