@@ -197,6 +197,18 @@ async def test_open_coordinator_shuts_down_when_the_test_fails() -> None:
     assert coord.state is State.STOPPED
 
 
+async def test_open_coordinator_under_an_outer_cancellation() -> None:
+    with anyio.CancelScope() as scope:
+        async with open_coordinator() as coord:
+            scope.cancel()
+            await anyio.sleep_forever()
+    assert scope.cancelled_caught
+    # The coordinator's task was cancelled with the test: the shutdown ran all the same.
+    assert coord.state is State.STOPPED
+    assert coord.report is not None
+    assert coord.report.trigger.kind == "cancelled"
+
+
 async def test_shut_down_inside_the_coordinators_own_block() -> None:
     with set_testing(True):
         async with ShutdownCoordinator(hooks=Hooks()) as coord:
