@@ -68,7 +68,7 @@ async def test_report_replaces_the_previous_file_whole(tmp_path: Path) -> None:
 
 async def test_report_of_a_forced_quit_and_a_failed_hook_is_written(tmp_path: Path) -> None:
     target = tmp_path / "report.json"
-    async with coordinator(target, wait_time=0.5, wrap_up_time=0.2) as coord:
+    async with coordinator(target, wait_time=1.5, wrap_up_time=0.2) as coord:
 
         @coord.on_wrap_up(name="stuck")
         async def stuck() -> None:

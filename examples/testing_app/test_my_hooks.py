@@ -71,7 +71,7 @@ async def test_the_pool_closes_after_the_request_in_flight(
 
 
 async def test_a_hook_that_hangs_is_cut_at_the_deadline() -> None:
-    async with open_coordinator(wait_time=0.5, wrap_up_time=0.2) as coord:
+    async with open_coordinator(wait_time=1, wrap_up_time=0.2) as coord:
 
         @coord.on_shutdown(name="hang")
         async def hang() -> None:
