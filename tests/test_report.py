@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
+import re
 import signal
+import sys
 
 import pytest
 
 from gracestop import HookResult, HookStatus, Phase, PhaseSpan, ShutdownReport, State, Trigger
+from gracestop._report import REPORT_SCHEMA, REPORT_VERSION
 
 AT = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
 
@@ -45,26 +49,136 @@ def test_summary_counts_and_outcome() -> None:
     assert [r.name for r in report.by_status(HookStatus.OK)] == ["flush", "late-one"]
 
 
-def test_render_draws_an_aligned_timeline() -> None:
-    lines = fixed_report().render(width=8).splitlines()
-    assert lines[0] == (
-        "shutdown with failures in 4.000s: 4 hooks, 2 ok, 1 failed, 1 cancelled (received SIGTERM)"
+UNICODE_72 = [
+    "gracestop: received SIGTERM at 2026-11-28 12:00:00Z, deadline 5.5s",
+    "  stage / hook       status        start    took  0s              4.000s",
+    "  drain                           0.000s  0.000s  ━·····················",
+    "  wrap-up                         0.000s  2.000s  ━━━━━━━━━━━···········",
+    "    flush            ✓ ok         0.000s  2.000s  ███████████···········",
+    "    late-one (late)  ✓ ok         1.000s  0.500s  ·····████·············",
+    "  shutdown                        2.000s  2.000s  ···········━━━━━━━━━━━",
+    "    close-db         ✗ failed     2.000s  0.500s  ···········███········",
+    "      ↳ ValueError: gone",
+    "    never            – cancelled       -       -  ······················",  # noqa: RUF001
+    "  ⚠ holds still open when wrap-up time ran out: request",
+    "shutdown with failures in 4.000s: 4 hooks, 2 ok, 1 failed, 1 cancelled",
+]
+
+ASCII_60 = [
+    "gracestop: received SIGTERM at 2026-11-28 12:00:00Z",
+    "  deadline 5.5s",
+    "  stage / hook  status        start    took  0s       4.000s",
+    "  drain                      0.000s  0.000s  =..............",
+    "  wrap-up                    0.000s  2.000s  ========.......",
+    "    flush       + ok         0.000s  2.000s  ########.......",
+    "    late-on...  + ok         1.000s  0.500s  ...###.........",
+    "  shutdown                   2.000s  2.000s  .......========",
+    "    close-db    x failed     2.000s  0.500s  .......###.....",
+    "      -> ValueError: gone",
+    "    never       - cancelled       -       -  ...............",
+    "  !! holds still open when wrap-up time ran out: request",
+    "shutdown with failures in 4.000s: 4 hooks, 2 ok, 1 failed, 1",
+    "  cancelled",
+]
+
+# ESC[...m sequences spelled out: bold 1, dim 2, red 31, green 32, yellow 33, cyan 36.
+B, D, R, G, Y, C, X = (f"\x1b[{c}m" for c in ("1", "2", "31", "32", "33", "36", "0"))
+COLOUR_ASCII_72 = [
+    f"{B}gracestop: received SIGTERM at 2026-11-28 12:00:00Z, deadline 5.5s{X}",
+    f"{D}  stage / hook       status        start    took  0s              4.000s{X}",
+    f"  {B}drain            {X}               0.000s  0.000s  {C}={X}{D}{'.' * 21}{X}",
+    f"  {B}wrap-up          {X}               0.000s  2.000s  {C}{'=' * 11}{X}{D}{'.' * 11}{X}",
+    f"    flush            {G}+ ok       {X}  0.000s  2.000s  {G}{'#' * 11}{X}{D}{'.' * 11}{X}",
+    f"    late-one (late)  {G}+ ok       {X}  1.000s  0.500s  "
+    f"{D}.....{X}{G}####{X}{D}{'.' * 13}{X}",
+    f"  {B}shutdown         {X}               2.000s  2.000s  {D}{'.' * 11}{X}{C}{'=' * 11}{X}",
+    f"    close-db         {R}x failed   {X}  2.000s  0.500s  "
+    f"{D}{'.' * 11}{X}{R}###{X}{D}{'.' * 8}{X}",
+    f"{R}      -> ValueError: gone{X}",
+    f"    never            {D}- cancelled{X}       -       -  {D}{'.' * 22}{X}",
+    f"{Y}  !! holds still open when wrap-up time ran out: request{X}",
+    f"\x1b[31;1mshutdown with failures in 4.000s: 4 hooks, 2 ok, 1 failed, 1 cancelled{X}",
+]
+
+
+def test_render_unicode_timeline_exact() -> None:
+    text = fixed_report().render(width=72, color=False, ascii=False)
+    assert text.splitlines() == UNICODE_72
+    assert max(len(line) for line in text.splitlines()) <= 72
+
+
+def test_render_ascii_timeline_exact_and_wraps_long_lines() -> None:
+    text = fixed_report().render(width=60, color=False, ascii=True)
+    assert text.splitlines() == ASCII_60
+    assert text.isascii()
+    assert max(len(line) for line in text.splitlines()) <= 60
+
+
+def test_render_with_colour_exact() -> None:
+    text = fixed_report().render(width=72, color=True, ascii=True)
+    assert text.splitlines() == COLOUR_ASCII_72
+    # Without its escape sequences the coloured text is the plain one.
+    plain = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert plain == fixed_report().render(width=72, color=False, ascii=True)
+
+
+def forced_report() -> ShutdownReport:
+    """Every status, an open hold and a quit forced by the deadline."""
+    return ShutdownReport(
+        trigger=Trigger("signal", signal=signal.SIGINT, reason="SIGINT", at=AT),
+        results=(
+            HookResult("deregister", Phase.WRAP_UP, 0, HookStatus.OK, 0.0, 0.5),
+            HookResult(
+                "flush-a-very-long-queue-name-that-goes-on-and-on",
+                Phase.WRAP_UP,
+                0,
+                HookStatus.TIMED_OUT,
+                0.0,
+                3.0,
+                TimeoutError("hook timed out after 3s"),
+            ),
+            HookResult(
+                "close-db",
+                Phase.SHUTDOWN,
+                0,
+                HookStatus.FAILED,
+                1.0,
+                0.25,
+                RuntimeError("database is closed\nsecond line"),
+            ),
+            HookResult("close-cache", Phase.SHUTDOWN, 1, HookStatus.CANCELLED),
+        ),
+        forced=True,
+        forced_by="deadline",
+        duration=3.0,
+        open_holds=("request", "request"),
+        phases=(PhaseSpan("wrap_up", 0.0, 1.0), PhaseSpan("shutdown", 1.0, None)),
+        wait_time=3.0,
     )
-    assert lines[1:9] == [
-        "  stage/hook         status        start      took  timeline",
-        "  drain              -            0.000s    0.000s  |#       |",
-        "  wrap_up            -            0.000s    2.000s  |####    |",
-        "    flush            ok           0.000s    2.000s  |####    |",
-        "    late-one (late)  ok           1.000s    0.500s  |  #     |",
-        "  shutdown           -            2.000s    2.000s  |    ####|",
-        "    close-db         failed       2.000s    0.500s  |    #   |",
-        "    never            cancelled         -         -  |        |",
+
+
+def test_render_forced_quit_with_every_status() -> None:
+    lines = forced_report().render(width=80, color=False, ascii=False).splitlines()
+    assert lines == [
+        "gracestop: received SIGINT at 2026-11-28 12:00:00Z, deadline 3s",
+        "  stage / hook                 status        start    took  0s            3.000s",
+        "  wrap-up                                   0.000s  1.000s  ━━━━━━━·············",
+        "    deregister                 ✓ ok         0.000s  0.500s  ████················",
+        "    flush-a-very-long-queue-…  ⏱ timed out  0.000s  3.000s  ████████████████████",
+        "      ↳ TimeoutError: hook timed out after 3s",
+        "  shutdown                                  1.000s       -  ······━━━━━━━━━━━━━━",
+        "    close-db                   ✗ failed     1.000s  0.250s  ······███···········",
+        "      ↳ RuntimeError: database is closed",
+        "    close-cache                – cancelled       -       -  ····················",  # noqa: RUF001
+        "  ⚠ holds still open when wrap-up time ran out: request, request",
+        "  ⚠ forced quit by the wait_time deadline; cut short:",
+        "     flush-a-very-long-queue-name-that-goes-on-and-on, close-cache",
+        "shutdown forced by deadline in 3.000s: 4 hooks, 1 ok, 1 failed, 1 timed_out, 1",
+        "  cancelled",
     ]
-    assert lines[9] == "  holds still open when wrap-up time ran out: request"
-    assert lines[10] == "  close-db failed: ValueError: gone"
 
 
-def test_render_lists_hooks_of_phases_that_never_started() -> None:
+def test_render_forced_by_a_second_signal_and_phases_that_never_started() -> None:
     report = ShutdownReport(
         trigger=Trigger("manual", reason="test", at=AT),
         results=(HookResult("orphan", Phase.SHUTDOWN, 0, HookStatus.CANCELLED),),
@@ -73,10 +187,129 @@ def test_render_lists_hooks_of_phases_that_never_started() -> None:
         duration=0.1,
         phases=(PhaseSpan("wrap_up", 0.0, None),),
     )
+    lines = report.render(width=70, color=False, ascii=True).splitlines()
+    assert lines == [
+        "gracestop: shutdown requested (test) at 2026-11-28 12:00:00Z",
+        "  stage / hook  status        start  took  0s                   0.100s",
+        "  wrap-up                    0.000s     -  ===========================",
+        "  shutdown                        -     -  ...........................",
+        "    orphan      - cancelled       -     -  ...........................",
+        "  !! forced quit by a second signal; cut short: orphan",
+        "shutdown forced by signal in 0.100s: 1 hook, 1 cancelled",
+    ]
+
+
+def test_render_running_and_pending_hooks_of_a_report_built_mid_way() -> None:
+    report = ShutdownReport(
+        trigger=Trigger("exit", at=AT),
+        results=(
+            HookResult("busy", Phase.WRAP_UP, 0, HookStatus.RUNNING, 0.0, 1.0),
+            HookResult("queued", Phase.WRAP_UP, 1, HookStatus.PENDING),
+        ),
+        forced=False,
+        duration=1.0,
+    )
+    lines = report.render(width=60, color=False, ascii=False).splitlines()
+    assert lines == [
+        "gracestop: the service block ended at 2026-11-28 12:00:00Z",
+        "  stage / hook  status      start    took  0s         1.000s",
+        "  wrap-up                       -       -  ·················",
+        "    busy        … running  0.000s  1.000s  █████████████████",
+        "    queued      · pending       -       -  ·················",
+        "shutdown with failures in 1.000s: 2 hooks",
+    ]
+    assert "deadline" not in lines[0]  # no wait_time recorded
+
+
+def test_render_defaults_follow_the_terminal_and_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    report = fixed_report()
+    monkeypatch.setenv("COLUMNS", "72")
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    # Under pytest stdout is captured: not a terminal, so no colour.
+    assert report.render(ascii=False) == "\n".join(UNICODE_72)
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    assert "\x1b[" in report.render()
+    monkeypatch.setenv("NO_COLOR", "1")  # NO_COLOR wins over FORCE_COLOR
+    assert "\x1b[" not in report.render()
+    monkeypatch.setenv("COLUMNS", "20")  # auto width stays readable
+    assert max(len(line) for line in report.render().splitlines()) <= 60
+    monkeypatch.setenv("COLUMNS", "500")
+    widest = max(len(line) for line in report.render().splitlines())
+    assert widest == 160  # the column header reaches the capped width
+
+
+class _Terminal(io.StringIO):
+    def __init__(self, encoding: str) -> None:
+        super().__init__()
+        self._encoding = encoding
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return self._encoding
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_render_auto_colour_on_a_terminal_and_ascii_for_its_encoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.setenv("COLUMNS", "72")
+    report = fixed_report()
+    monkeypatch.setattr(sys, "stdout", _Terminal("ascii"))
     text = report.render()
-    assert "orphan [shutdown]" in text
-    assert "forced by signal" in text
-    assert "shutdown requested (test)" in text
+    assert "\x1b[" in text
+    assert text.isascii()
+    monkeypatch.setattr(sys, "stdout", _Terminal("utf-8"))
+    assert "✓" in report.render()
+    monkeypatch.setattr(sys, "stdout", _Terminal("no-such-codec"))
+    assert report.render().isascii()
+    monkeypatch.setattr(sys, "stdout", None)
+    text = report.render()
+    assert "\x1b[" not in text
+    assert text.isascii()
+    closed = io.StringIO()
+    closed.close()  # isatty() raises ValueError on a closed stream
+    monkeypatch.setattr(sys, "stdout", closed)
+    assert "\x1b[" not in report.render()
+
+
+def test_render_names_an_error_without_a_message_by_its_type() -> None:
+    report = ShutdownReport(
+        trigger=Trigger("manual", at=AT),
+        results=(
+            HookResult("quiet", Phase.SHUTDOWN, 0, HookStatus.FAILED, 0.0, 0.1, RuntimeError()),
+        ),
+        forced=False,
+        duration=0.1,
+        phases=(PhaseSpan("wrap_up", 0.0, 0.0), PhaseSpan("shutdown", 0.0, 0.1)),
+    )
+    lines = report.render(width=60, color=False, ascii=True).splitlines()
+    assert lines[lines.index(next(line for line in lines if "quiet" in line)) + 1] == (
+        "      -> RuntimeError"
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "pattern"),
+    [
+        ({"width": 39}, ValueError, "width must be at least 40; got 39"),
+        ({"width": "wide"}, TypeError, "width must be an int or None; got str 'wide'"),
+        ({"width": True}, TypeError, "width must be an int or None; got bool True"),
+        ({"color": "yes"}, TypeError, "color must be True, False or None; got str 'yes'"),
+        ({"ascii": 1}, TypeError, "ascii must be True, False or None; got int 1"),
+    ],
+)
+def test_render_refuses_bad_arguments(
+    kwargs: dict[str, object], exc: type[Exception], pattern: str
+) -> None:
+    with pytest.raises(exc, match=re.escape(pattern)):
+        fixed_report().render(**kwargs)  # type: ignore[arg-type]
 
 
 def test_to_dict_is_json_serialisable_and_complete() -> None:
@@ -97,6 +330,69 @@ def test_to_dict_is_json_serialisable_and_complete() -> None:
     assert failed["error"]["message"] == "gone"
     assert data["results"][1]["late"] is True
     assert data["results"][3]["started_at"] is None
+
+
+def test_to_dict_names_its_schema_and_version() -> None:
+    data = fixed_report().to_dict()
+    assert list(data)[:2] == ["schema", "version"]
+    assert data["schema"] == REPORT_SCHEMA == "gracestop.report"
+    assert data["version"] == REPORT_VERSION == 1
+    assert set(data) == {
+        "schema",
+        "version",
+        "ok",
+        "forced",
+        "forced_by",
+        "duration",
+        "wait_time",
+        "trigger",
+        "open_holds",
+        "phases",
+        "counts",
+        "results",
+    }
+    assert set(data["results"][0]) == {
+        "name",
+        "phase",
+        "order",
+        "status",
+        "started_at",
+        "duration",
+        "error",
+        "late",
+    }
+    assert set(data["results"][2]["error"]) == {"type", "message", "traceback"}
+
+
+@pytest.mark.parametrize("report", [fixed_report(), forced_report()], ids=["fixed", "forced"])
+def test_to_json_round_trips_to_dict(report: ShutdownReport) -> None:
+    assert json.loads(report.to_json()) == report.to_dict()
+    assert json.loads(report.to_json(indent=2)) == report.to_dict()
+    assert "\n" not in report.to_json()
+    assert report.to_json(indent=2).startswith('{\n  "schema": "gracestop.report",\n')
+
+
+def test_to_json_keeps_non_ascii_names_readable() -> None:
+    report = ShutdownReport(
+        trigger=Trigger("manual", at=AT),
+        results=(HookResult("vider-la-file-d-attente-é", Phase.WRAP_UP, 0, HookStatus.OK, 0, 0),),
+        forced=False,
+        duration=0.0,
+    )
+    assert "vider-la-file-d-attente-é" in report.to_json()
+
+
+@pytest.mark.parametrize(
+    ("indent", "exc", "pattern"),
+    [
+        ("  ", TypeError, "indent must be an int or None; got str '  '"),
+        (True, TypeError, "indent must be an int or None; got bool True"),
+        (-1, ValueError, "indent must not be negative; got -1"),
+    ],
+)
+def test_to_json_refuses_bad_indent(indent: object, exc: type[Exception], pattern: str) -> None:
+    with pytest.raises(exc, match=re.escape(pattern)):
+        fixed_report().to_json(indent=indent)  # type: ignore[arg-type]
 
 
 def test_trigger_descriptions() -> None:
@@ -122,10 +418,6 @@ def test_bad_report_input_is_refused() -> None:
         Trigger("signal", signal=15)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="reason"):
         Trigger("manual", reason=None)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="width"):
-        fixed_report().render(width=0)
-    with pytest.raises(TypeError, match="width"):
-        fixed_report().render(width="wide")  # type: ignore[arg-type]
 
 
 def test_enums_print_as_their_values_and_states_are_ordered() -> None:

@@ -58,3 +58,36 @@ def test_fires_with_the_pending_work_and_every_stack_while_the_main_thread_is_st
     # faulthandler's dump: every thread, the main one stuck in the sleep.
     assert 'File "<string>", line 9 in <module>' in proc.stderr
     assert "Thread 0x" in proc.stderr
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("variant", ["raises", "hangs"])
+def test_before_exit_can_neither_stop_nor_delay_the_exit_for_long(variant: str) -> None:
+    code = textwrap.dedent(
+        f"""
+        import threading, time
+        from gracestop._watchdog import Watchdog
+
+        def before_exit():
+            print("before-exit", flush=True)
+            if {variant!r} == "raises":
+                raise OSError("disk full")
+            threading.Event().wait()  # a hung file system
+
+        dog = Watchdog(exit_code=7, describe_pending=lambda: "", before_exit=before_exit)
+        dog.start()
+        dog.arm(time.monotonic() + 0.1)
+        time.sleep(30)
+        """
+    )
+    started = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=10, check=False
+    )
+    assert proc.returncode == 7, proc.stderr
+    assert time.monotonic() - started < 6  # the limit is 1 s; a busy machine gets slack
+    assert proc.stdout == "before-exit\n"
+    if variant == "raises":
+        assert "could not finish before the exit: OSError('disk full')" in proc.stderr
+    else:
+        assert "gave up waiting 1s for the report file" in proc.stderr

@@ -66,11 +66,13 @@ class ConfigOverrides(TypedDict, total=False):
     diagnostics: bool
     diagnostics_dir: str | os.PathLike[str] | None
     profile_duration: DurationLike
+    report_file: str | os.PathLike[str] | None
 
 
-RESERVED_ENV_SUFFIXES: frozenset[str] = frozenset({"REPORT_FILE", "TESTING"})
+RESERVED_ENV_SUFFIXES: frozenset[str] = frozenset({"TESTING"})
 """``GRACESTOP_*`` variables owned by other features; :meth:`ShutdownConfig.from_env`
-skips them instead of calling them unknown."""
+skips them instead of calling them unknown (``GRACESTOP_TESTING`` turns on
+:mod:`gracestop.testing`'s testing mode)."""
 
 _SIGNAL_MODES: tuple[str, ...] = ("auto", "handler")
 _SECOND_SIGNAL_MODES: tuple[str, ...] = ("force", "ignore")
@@ -432,6 +434,20 @@ def _exit_code(value: object, field: str) -> int:
     return int(value)
 
 
+def _report_file(value: object, field: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise TypeError(f"{field} must be a str, an os.PathLike or None; got {_describe(value)}")
+    if not value.strip():
+        raise ValueError(f"{field} must be a file path, not an empty string; got {_show(value)}")
+    if "\0" in value:
+        raise ValueError(f"{field} must not contain a NUL character; got {_show(value)}")
+    return value
+
+
 #: Shortest ``progress_interval``: a progress line more often than this is noise.
 MIN_PROGRESS_INTERVAL = 0.01
 
@@ -466,6 +482,7 @@ _NORMALISERS: dict[str, Callable[[object, str], object]] = {
     "diagnostics": _strict_bool,
     "diagnostics_dir": _directory,
     "profile_duration": _duration_normaliser(allow_zero=False),
+    "report_file": _report_file,
 }
 
 # Float sums are inexact (0.1 + 0.2 > 0.3); a nanosecond, Go's resolution, is the
@@ -501,6 +518,9 @@ def _from_text(field: str, value: object) -> object:
             return False
         raise ValueError(f"{field} must be true/false/yes/no/on/off/1/0; got {_show(value)}")
     if field == "diagnostics_dir" and word in {"", "none", "null"}:
+        return None
+    if field == "report_file" and not word:
+        # An empty variable is how a deployment unsets an inherited one.
         return None
     if field == "hard_exit":
         if word in _TRUE_WORDS:
@@ -586,6 +606,7 @@ class ShutdownConfig:
     diagnostics: bool = False
     diagnostics_dir: str | None = None
     profile_duration: float = 60.0
+    report_file: str | None = None
 
     if TYPE_CHECKING:
         # What type checkers see: the constructor takes the raw forms that
@@ -606,6 +627,7 @@ class ShutdownConfig:
             diagnostics: bool = False,
             diagnostics_dir: str | os.PathLike[str] | None = None,
             profile_duration: DurationLike = 60.0,
+            report_file: str | os.PathLike[str] | None = None,
         ) -> None: ...
 
     def __new__(cls, *args: object, **kwargs: object) -> ShutdownConfig:
@@ -700,8 +722,9 @@ class ShutdownConfig:
         ``GRACESTOP_WAIT_TIME=10s``, ``GRACESTOP_SIGNALS=TERM,INT``,
         ``GRACESTOP_HARD_EXIT=false`` and so on; values are read like
         :meth:`from_mapping` string values. An empty ``GRACESTOP_SIGNALS`` (or
-        ``none``) means no signals; an empty ``GRACESTOP_HOOK_TIMEOUT`` or
-        ``GRACESTOP_HARD_EXIT`` means ``None``. Unset variables keep the defaults.
+        ``none``) means no signals; an empty ``GRACESTOP_HOOK_TIMEOUT``,
+        ``GRACESTOP_HARD_EXIT`` or ``GRACESTOP_REPORT_FILE`` means ``None``. Unset
+        variables keep the defaults.
 
         A variable that starts with *prefix* but names no field raises
         :class:`UnknownFieldError`, so a typo does not pass silently; suffixes in

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import contextvars
+import dataclasses
 import functools
 import itertools
 import logging
@@ -32,8 +33,10 @@ from ._report import (
     Trigger,
     _count,
 )
+from ._report_file import write_report_file
 from ._runs import Group, HookRun, call_sync_hook_in_thread, group_done
 from ._signals import SignalListener, claimed_signals, loop_caller
+from ._testing import apply_testing, is_testing
 from ._watchdog import Watchdog
 
 if TYPE_CHECKING:
@@ -151,6 +154,8 @@ class ShutdownCoordinator(_Registrar):
                 f"config must be a ShutdownConfig or None; got {type(config).__name__} {config!r}"
             )
         self._config = config.replace(**overrides) if overrides else config
+        if is_testing():
+            self._config = apply_testing(config, overrides, self._config)
         self._registries = _registries(hooks)
         self._hooks_given = hooks is not None
         self._parent: ShutdownCoordinator | None = None
@@ -521,6 +526,7 @@ class ShutdownCoordinator(_Registrar):
                 self._watchdog = Watchdog(
                     exit_code=self._config.force_exit_code,
                     describe_pending=self._describe_pending,
+                    before_exit=self._write_report_at_watchdog,
                 )
                 self._watchdog.start()
             self._tg = anyio.create_task_group()
@@ -970,6 +976,8 @@ class ShutdownCoordinator(_Registrar):
             )
         else:
             logger.info("%s", report.summary())
+        if self._config.report_file is not None:
+            write_report_file(self._config.report_file, report)
         if self._watchdog is not None and not self._abandoned_threads():
             self._watchdog.stop()
         for registry in self._registries:
@@ -978,6 +986,39 @@ class ShutdownCoordinator(_Registrar):
         self._notify()
         if self._finished_event is not None:
             self._finished_event.set()
+
+    def _write_report_at_watchdog(self) -> None:
+        """The watchdog is about to end the process (watchdog thread, bounded in
+        time): write the report as it stands, running hooks timed out and waiting
+        ones cancelled. A race with the stuck loop can only make it fail, which
+        the watchdog reports on stderr before it exits all the same."""
+        path = self._config.report_file
+        if path is None or self._trigger is None:
+            return
+        t0 = self._trigger_mono
+        fate = {HookStatus.RUNNING: HookStatus.TIMED_OUT, HookStatus.PENDING: HookStatus.CANCELLED}
+        results = []
+        for run in sorted(self._runs, key=lambda r: r.hook.phase is Phase.SHUTDOWN):
+            result = run.final or run.result(t0)
+            if result.status in fate:
+                result = dataclasses.replace(result, status=fate[result.status])
+            results.append(result)
+        now = time.monotonic()
+        report = ShutdownReport(
+            trigger=self._trigger,
+            results=tuple(results),
+            forced=True,
+            duration=now - t0,
+            # Not through the lock: the loop thread may be stuck holding it.
+            open_holds=tuple(dict(self._holds).values()),
+            phases=tuple(
+                PhaseSpan(name, span[0] - t0 if span[0] is not None else 0.0, _rel(span[1], t0))
+                for name, span in dict(self._spans).items()
+            ),
+            forced_by="deadline",
+            wait_time=self._config.wait_time,
+        )
+        write_report_file(path, report, when=" before the watchdog's exit")
 
     async def _progress_loop(self) -> None:
         interval = self._config.progress_interval

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import json
 import signal
 import traceback
 from dataclasses import dataclass, field
@@ -84,6 +85,11 @@ class HookStatus(str, enum.Enum):
         """True once the hook has ended, one way or another."""
         return self not in (HookStatus.PENDING, HookStatus.RUNNING)
 
+
+#: ``to_dict()["schema"]``: names the document, for tools that read report files.
+REPORT_SCHEMA = "gracestop.report"
+#: ``to_dict()["version"]``: raised when a field changes meaning or is removed.
+REPORT_VERSION = 1
 
 TriggerKind = Literal["signal", "manual", "exit", "error", "cancelled"]
 TRIGGER_KINDS: tuple[str, ...] = ("signal", "manual", "exit", "error", "cancelled")
@@ -249,11 +255,19 @@ class ShutdownReport:
         return tuple(r for r in self.results if r.status is status)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serialisable dictionary (``json.dumps(report.to_dict())`` works)."""
+        """A JSON-serialisable dictionary, documented field by field in ``docs/reports.md``.
+
+        It starts with ``"schema": "gracestop.report"`` and ``"version": 1``; the
+        version goes up when a field changes meaning or goes away (new fields may
+        appear within a version). Times are seconds, relative to the trigger except
+        ``trigger.at`` (ISO 8601, UTC).
+        """
         counts: dict[str, int] = {}
         for r in self.results:
             counts[r.status.value] = counts.get(r.status.value, 0) + 1
         return {
+            "schema": REPORT_SCHEMA,
+            "version": REPORT_VERSION,
             "ok": self.ok,
             "forced": self.forced,
             "forced_by": self.forced_by,
@@ -282,84 +296,62 @@ class ShutdownReport:
         forced = f" by {self.forced_by}" if self.forced and self.forced_by else ""
         return f"shutdown {outcome}{forced} in {self.duration:.3f}s: " + ", ".join(parts)
 
-    def render(self, width: int = 24) -> str:
-        """A human-readable timeline of the stages and hooks.
+    def render(
+        self,
+        *,
+        width: int | None = None,
+        color: bool | None = None,
+        ascii: bool | None = None,
+    ) -> str:
+        """A timeline of the stages and hooks, for a person to read at a glance.
 
-        Each row shows when a stage or hook started and ended relative to the
-        trigger, its status and a bar on a common time scale ``width`` characters
-        wide. Example::
+        A header names the trigger and the force-quit deadline; then one row per
+        stage (drain, wrap-up, shutdown), each followed by its hooks, with a status
+        mark (``✓`` ok, ``✗`` failed, ``⏱`` timed out, ``\u2013`` (a dash) cancelled), the start
+        and the duration in seconds from the trigger, and a bar on a time axis
+        common to every row. A failed hook's error is on a short line below it;
+        holds left open and a forced quit are called out; the last line is
+        :meth:`summary`, with the total.
 
-            shutdown ok in 2.004s (received SIGTERM): 2 hooks, 2 ok
-              stage/hook       status      start    took  timeline
-              wrap_up          -          0.000s  2.003s  |########################|
-                flush_queue    ok         0.000s  2.002s  |######################## |
-              shutdown         -          2.003s  0.001s  |                       #|
-                close_db       ok         2.003s  0.001s  |                       #|
+        Args:
+            width: the line width in columns, at least 40. ``None``: the
+                terminal's width (``COLUMNS`` is honoured), kept within 60..160.
+            color: ANSI colours. ``None``: only when stdout is a terminal;
+                ``NO_COLOR`` (non-empty) turns them off, ``FORCE_COLOR`` on.
+            ascii: plain ASCII marks and bars (``+ x ! -``, ``#``). ``None``:
+                when stdout's encoding cannot write the symbols.
+
+        Example (``report.render(width=72, color=False)``)::
+
+            gracestop: received SIGTERM at 2026-11-28 12:00:00Z, deadline 5.5s
+              stage / hook  status   start    took  0s                        2.005s
+              wrap-up               0.000s  2.004s  ━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━━
+                flush       ✓ ok    0.001s  2.003s  ████████████████████████████████
+              shutdown              2.004s  0.001s  ·······························━
+                close-db    ✓ ok    2.004s  0.001s  ·······························█
+            shutdown ok in 2.005s: 2 hooks, 2 ok
+
+        Raises:
+            TypeError: *width* is not an int, or *color*/*ascii* not a bool.
+            ValueError: *width* is below 40.
         """
-        if isinstance(width, bool) or not isinstance(width, int):
-            raise TypeError(f"width must be an int; got {type(width).__name__} {width!r}")
-        if width < 8:
-            raise ValueError(f"width must be at least 8; got {width!r}")
-        span = max(self.duration, 1e-9)
+        from ._render import render_report, resolve_style
 
-        def bar(start: float | None, length: float | None) -> str:
-            if start is None:
-                return "|" + " " * width + "|"
-            first = min(width - 1, int(start / span * width))
-            cells = max(1, round((length or 0.0) / span * width))
-            cells = min(cells, width - first)
-            return "|" + " " * first + "#" * cells + " " * (width - first - cells) + "|"
+        width, color, ascii = resolve_style(width, color, ascii)
+        return render_report(self, width=width, color=color, ascii=ascii)
 
-        def secs(value: float | None) -> str:
-            return "-" if value is None else f"{value:.3f}s"
+    def to_json(self, indent: int | None = None) -> str:
+        """:meth:`to_dict` as a JSON document; ``indent`` as for :func:`json.dumps`.
 
-        rows: list[tuple[str, str, str, str, str]] = []
-        for stage in self.phases:
-            took = None if stage.end is None else stage.end - stage.start
-            rows.append((stage.name, "-", secs(stage.start), secs(took), bar(stage.start, took)))
-            if stage.name == "drain":
-                continue
-            for r in self.results:
-                if r.phase.value != stage.name:
-                    continue
-                label = "  " + r.name + (" (late)" if r.late else "")
-                rows.append(
-                    (
-                        label,
-                        r.status.value,
-                        secs(r.started_at),
-                        secs(r.duration),
-                        bar(r.started_at, r.duration),
-                    )
-                )
-        shown = {r.phase.value for r in self.results} & {s.name for s in self.phases}
-        for r in self.results:
-            if r.phase.value not in shown:
-                rows.append(
-                    (
-                        f"  {r.name} [{r.phase.value}]",
-                        r.status.value,
-                        secs(r.started_at),
-                        secs(r.duration),
-                        bar(r.started_at, r.duration),
-                    )
-                )
-        name_w = max([len("stage/hook")] + [len(row[0]) for row in rows])
-        status_w = max([len("status")] + [len(row[1]) for row in rows])
-        lines = [f"{self.summary()} ({self.trigger.describe()})"]
-        header = f"  {'stage/hook':<{name_w}}  {'status':<{status_w}}  {'start':>8}  {'took':>8}"
-        lines.append(header + "  timeline")
-        lines.extend(
-            f"  {n:<{name_w}}  {s:<{status_w}}  {a:>8}  {d:>8}  {b}" for n, s, a, d, b in rows
-        )
-        if self.open_holds:
-            lines.append(
-                "  holds still open when wrap-up time ran out: " + ", ".join(self.open_holds)
+        ``json.loads(report.to_json()) == report.to_dict()`` always holds.
+        """
+        if indent is not None and (isinstance(indent, bool) or not isinstance(indent, int)):
+            raise TypeError(
+                f"indent must be an int or None; got {type(indent).__name__} {indent!r}"
             )
-        for r in self.results:
-            if r.error is not None:
-                lines.append(f"  {r.name} failed: {type(r.error).__name__}: {r.error}")
-        return "\n".join(lines)
+        if indent is not None and indent < 0:
+            raise ValueError(f"indent must not be negative; got {indent!r}")
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
 
 
 def _count(n: int, noun: str) -> str:

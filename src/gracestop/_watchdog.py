@@ -29,10 +29,12 @@ class Watchdog:
         *,
         exit_code: int,
         describe_pending: Callable[[], str],
+        before_exit: Callable[[], None] | None = None,
         name: str = "gracestop-watchdog",
     ) -> None:
         self._exit_code = exit_code
         self._describe_pending = describe_pending
+        self._before_exit = before_exit
         self._cond = threading.Condition()
         self._deadline: float | None = None
         self._stopped = False
@@ -99,8 +101,31 @@ class Watchdog:
             faulthandler.dump_traceback(file=sys.__stderr__ or sys.stderr, all_threads=True)
         except Exception:  # pragma: no cover - stderr may be closed
             pass
+        if self._before_exit is not None:
+            _bounded(self._before_exit, BEFORE_EXIT_LIMIT)
         _flush_stdio()
         os._exit(self._exit_code)
+
+
+#: Longest the watchdog waits for its ``before_exit`` callback (writing the report
+#: file): a hung file system must not keep a stuck process alive.
+BEFORE_EXIT_LIMIT = 1.0
+
+
+def _bounded(fn: Callable[[], None], limit: float) -> None:
+    """Run *fn* on a helper thread and wait at most *limit* seconds for it."""
+
+    def run() -> None:
+        try:
+            fn()
+        except Exception as exc:  # never let it stop the exit
+            _write_stderr(f"gracestop: could not finish before the exit: {exc!r}\n")
+
+    helper = threading.Thread(target=run, name="gracestop-before-exit", daemon=True)
+    helper.start()
+    helper.join(limit)
+    if helper.is_alive():
+        _write_stderr(f"gracestop: gave up waiting {limit:g}s for the report file\n")
 
 
 def _write_stderr(text: str) -> None:

@@ -590,6 +590,37 @@ def diagnostics(backend: str, variant: str) -> None:
     run_with_report(main, backend, wait_time=10, **options)
 
 
+@scenario
+def report_file(backend: str, variant: str) -> None:
+    """Settings from the environment (``GRACESTOP_REPORT_FILE``); one hook ends OK,
+    one fails. ``variant`` ``blocking``: a wrap-up hook blocks the loop, so the
+    watchdog ends the process and writes the report first."""
+    config = gracestop.ShutdownConfig.from_env()
+
+    async def main() -> None:
+        async with ShutdownCoordinator(
+            config, hooks=gracestop.Hooks(), wait_time=1, wrap_up_time=0.5, force_exit_code=3
+        ) as coord:
+
+            @coord.on_wrap_up(name="flush")
+            async def flush() -> None:
+                await anyio.lowlevel.checkpoint()
+                if variant == "blocking":
+                    out("HOOK-START flush")
+                    time.sleep(60)  # blocks the loop: the point of the variant
+
+            @coord.on_shutdown(name="close-db")
+            async def close_db() -> None:
+                raise ValueError("database is gone")
+
+            out("READY", coord.config.report_file)
+            await anyio.sleep_forever()
+        print_report(coord)
+
+    anyio.run(main, backend=backend)
+    out("EXITED")
+
+
 def entry() -> None:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
