@@ -48,6 +48,7 @@ CAMEL = {
     "watchdog_grace": "WatchdogGrace",
     "force_exit_code": "ForceExitCode",
     "progress_interval": "ProgressInterval",
+    "systemd_notify": "SystemdNotify",
 }
 
 
@@ -73,6 +74,7 @@ def test_field_names_in_declaration_order() -> None:
         "watchdog_grace",
         "force_exit_code",
         "progress_interval",
+        "systemd_notify",
     )
     assert tuple(f.name for f in dataclasses.fields(ShutdownConfig)) == FIELD_NAMES
 
@@ -620,6 +622,7 @@ def test_from_mapping_every_camel_case_key() -> None:
         "WatchdogGrace": "250ms",
         "ForceExitCode": "3",
         "ProgressInterval": "2s",
+        "SystemdNotify": "off",
     }
     assert set(mapping) == set(CAMEL.values())
     cfg = ShutdownConfig.from_mapping(mapping)
@@ -635,6 +638,7 @@ def test_from_mapping_every_camel_case_key() -> None:
         watchdog_grace=0.25,
         force_exit_code=3,
         progress_interval=2,
+        systemd_notify=False,
     )
 
 

@@ -63,6 +63,7 @@ class ConfigOverrides(TypedDict, total=False):
     watchdog_grace: DurationLike
     force_exit_code: int
     progress_interval: DurationLike
+    systemd_notify: bool | None
 
 
 RESERVED_ENV_SUFFIXES: frozenset[str] = frozenset({"REPORT_FILE", "TESTING"})
@@ -441,6 +442,7 @@ _NORMALISERS: dict[str, Callable[[object, str], object]] = {
     "progress_interval": lambda value, field: _at_least(
         check_duration(value, field, allow_zero=False), MIN_PROGRESS_INTERVAL, field, value
     ),
+    "systemd_notify": _hard_exit,
 }
 
 # Float sums are inexact (0.1 + 0.2 > 0.3); a nanosecond, Go's resolution, is the
@@ -469,7 +471,7 @@ def _from_text(field: str, value: object) -> object:
     word = value.strip().lower()
     if field == "hook_timeout" and word in {"", "none", "null"}:
         return None
-    if field == "hard_exit":
+    if field in {"hard_exit", "systemd_notify"}:
         if word in _TRUE_WORDS:
             return True
         if word in _FALSE_WORDS:
@@ -550,6 +552,7 @@ class ShutdownConfig:
     watchdog_grace: float = 0.5
     force_exit_code: int = 1
     progress_interval: float = 1.0
+    systemd_notify: bool | None = None
 
     if TYPE_CHECKING:
         # What type checkers see: the constructor takes the raw forms that
@@ -567,6 +570,7 @@ class ShutdownConfig:
             watchdog_grace: DurationLike = 0.5,
             force_exit_code: int = 1,
             progress_interval: DurationLike = 1.0,
+            systemd_notify: bool | None = None,
         ) -> None: ...
 
     def __new__(cls, *args: object, **kwargs: object) -> ShutdownConfig:
