@@ -10,6 +10,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -85,7 +86,7 @@ def abstract_systemd(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSystemd]:
     fake.close()
 
 
-def quiet(**overrides: object) -> dict[str, object]:
+def quiet(**overrides: Any) -> dict[str, Any]:
     return {"hooks": Hooks(), "signals": (), "observers": [], **overrides}
 
 
@@ -118,7 +119,7 @@ async def run_slow_shutdown(coord: ShutdownCoordinator, fake: FakeSystemd) -> No
 async def test_messages_on_a_path_socket(systemd: FakeSystemd) -> None:
     async with ShutdownCoordinator(
         **quiet(wait_time=8, watchdog_grace=0.5, progress_interval=0.02)
-    ) as coord:  # type: ignore[arg-type]
+    ) as coord:
         await run_slow_shutdown(coord, systemd)
     lines = systemd.assignments()
     assert lines[:2] == ["READY=1", "STATUS=running"]
@@ -145,7 +146,7 @@ async def test_messages_on_a_path_socket(systemd: FakeSystemd) -> None:
 
 
 async def test_messages_on_an_abstract_socket(abstract_systemd: FakeSystemd) -> None:
-    async with ShutdownCoordinator(**quiet(wait_time=3)) as coord:  # type: ignore[arg-type]
+    async with ShutdownCoordinator(**quiet(wait_time=3)) as coord:
         assert abstract_systemd.receive() == "READY=1\nSTATUS=running"
         async with coord.hold("request"):
             coord.shutdown()
@@ -157,7 +158,7 @@ async def test_messages_on_an_abstract_socket(abstract_systemd: FakeSystemd) -> 
 async def test_watchdog_pings(systemd: FakeSystemd, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WATCHDOG_USEC", "40000")  # a ping every 20 ms
     monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
-    async with ShutdownCoordinator(**quiet()) as coord:  # type: ignore[arg-type]
+    async with ShutdownCoordinator(**quiet()) as coord:
         assert coord._systemd is not None
         assert coord._systemd.watchdog_interval == pytest.approx(0.02)
         assert systemd.receive() == "READY=1\nSTATUS=running"
@@ -198,7 +199,7 @@ async def test_a_missing_socket_is_logged_once_and_breaks_nothing(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="gracestop")
     monkeypatch.setenv("NOTIFY_SOCKET", str(short_dir / "gone"))
-    async with ShutdownCoordinator(**quiet()) as coord:  # type: ignore[arg-type]
+    async with ShutdownCoordinator(**quiet()) as coord:
         coord.shutdown()
     assert coord.report is not None and coord.report.ok
     failures = [r for r in caplog.records if "could not notify systemd" in r.getMessage()]
@@ -207,18 +208,18 @@ async def test_a_missing_socket_is_logged_once_and_breaks_nothing(
 
 
 async def test_systemd_notify_false_sends_nothing(systemd: FakeSystemd) -> None:
-    async with ShutdownCoordinator(**quiet(systemd_notify=False)) as coord:  # type: ignore[arg-type]
+    async with ShutdownCoordinator(**quiet(systemd_notify=False)) as coord:
         coord.shutdown()
     assert coord._systemd is None
     assert systemd.drain() == []
 
 
 async def test_only_the_outermost_coordinator_notifies_unless_asked(systemd: FakeSystemd) -> None:
-    async with ShutdownCoordinator(**quiet()) as outer:  # type: ignore[arg-type]
-        async with ShutdownCoordinator(**quiet()) as inner:  # type: ignore[arg-type]
+    async with ShutdownCoordinator(**quiet()) as outer:
+        async with ShutdownCoordinator(**quiet()) as inner:
             inner.shutdown("inner done")
         assert inner._systemd is None
-        async with ShutdownCoordinator(**quiet(systemd_notify=True)) as loud:  # type: ignore[arg-type]
+        async with ShutdownCoordinator(**quiet(systemd_notify=True)) as loud:
             loud.shutdown("loud done")
         outer.shutdown()
     lines = systemd.assignments()
