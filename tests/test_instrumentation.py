@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import signal
@@ -487,3 +488,32 @@ def test_gracestop_run_passes_observers_on() -> None:
     kinds = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("EVENT")]
     assert kinds[0] == "entered" and kinds[1] == "triggered" and kinds[-1] == "finished"
     assert proc.stderr == ""  # its own observers replaced the logging one
+
+
+def test_every_public_name_of_the_module_is_documented() -> None:
+    for name in gi.__all__:
+        obj = getattr(gi, name)
+        if name in {"Event", "Stage"}:  # type aliases: documented in the module
+            continue
+        assert inspect.getdoc(obj), f"{name} has no docstring"
+    public = {n for n in vars(gi) if not n.startswith("_")}
+    imported = {
+        "annotations",
+        "logging",
+        "signal",
+        "dataclass",
+        "TYPE_CHECKING",
+        "Any",
+        "ClassVar",
+        "Literal",
+        "Protocol",
+        "TypeAlias",
+        "runtime_checkable",
+        "Iterable",
+        "HookStatus",
+        "Phase",
+        "ShutdownReport",
+        "Trigger",
+        "logger",
+    }
+    assert public - imported <= set(gi.__all__)

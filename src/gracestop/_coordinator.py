@@ -36,7 +36,6 @@ from ._systemd import SystemdNotifier
 from ._watchdog import Watchdog
 from .instrumentation import (
     CoordinatorEntered,
-    Dispatcher,
     Event,
     ForcedQuit,
     HoldsChanged,
@@ -50,7 +49,8 @@ from .instrumentation import (
     ShutdownTriggered,
     SignalReceived,
     WrapUpTimeUp,
-    check_observers,
+    _check_observers,
+    _Dispatcher,
     get_observers,
 )
 
@@ -166,7 +166,7 @@ class ShutdownCoordinator(_Registrar):
         observers: Iterable[Observer] | None = None,
         **overrides: Unpack[ConfigOverrides],
     ) -> None:
-        self._observers = None if observers is None else check_observers(observers)
+        self._observers = None if observers is None else _check_observers(observers)
         if config is None:
             config = ShutdownConfig()
         elif not isinstance(config, ShutdownConfig):
@@ -217,7 +217,7 @@ class ShutdownCoordinator(_Registrar):
         self._reraise: BaseException | None = None
         self._thread_limiter: anyio.CapacityLimiter | None = None
         self._report: ShutdownReport | None = None
-        self._dispatch = Dispatcher(())
+        self._dispatch = _Dispatcher(())
         self._systemd: SystemdNotifier | None = None
         # Hooks cut short by the deadline, for the forced-quit event.
         self._cut_short: list[str] = []
@@ -591,7 +591,7 @@ class ShutdownCoordinator(_Registrar):
             self._systemd = SystemdNotifier.from_env(grace=self._config.watchdog_grace)
             if self._systemd is not None:
                 observers = (*observers, self._systemd)
-        self._dispatch = Dispatcher(observers)
+        self._dispatch = _Dispatcher(observers)
 
     def _adopt_by(self, parent: ShutdownCoordinator) -> None:
         """Become a child: the parent's trigger triggers this coordinator, and the

@@ -76,6 +76,7 @@ __all__ = [
     "ShutdownFinished",
     "ShutdownTriggered",
     "SignalReceived",
+    "Stage",
     "StructlogObserver",
     "WrapUpTimeUp",
     "emit",
@@ -86,6 +87,7 @@ __all__ = [
 logger = logging.getLogger("gracestop")
 
 Stage: TypeAlias = Literal["drain", "wrap_up", "shutdown"]
+"""The stages of a shutdown: the drain delay and the two phases."""
 
 
 # ---------------------------------------------------------------------- events
@@ -287,7 +289,7 @@ class Observer(Protocol):
 # ---------------------------------------------------------------------- dispatch
 
 
-def check_observers(observers: object, field: str = "observers") -> tuple[Observer, ...]:
+def _check_observers(observers: object, field: str = "observers") -> tuple[Observer, ...]:
     """Validate an iterable of observers (callables) and return them as a tuple.
 
     Raises:
@@ -309,7 +311,7 @@ def check_observers(observers: object, field: str = "observers") -> tuple[Observ
     return found
 
 
-class Dispatcher:
+class _Dispatcher:
     """Calls observers one by one; a failing observer is logged once per event type."""
 
     __slots__ = ("_failed", "observers")
@@ -337,7 +339,7 @@ class Dispatcher:
                 )
 
 
-_global: Dispatcher | None = None
+_global: _Dispatcher | None = None
 
 
 def _default_observers() -> tuple[Observer, ...]:
@@ -351,7 +353,7 @@ def get_observers() -> tuple[Observer, ...]:
     """
     global _global
     if _global is None:
-        _global = Dispatcher(_default_observers())
+        _global = _Dispatcher(_default_observers())
     return _global.observers
 
 
@@ -390,9 +392,9 @@ def set_observers(observers: Iterable[Observer]) -> _Setting:
         TypeError: *observers* is not an iterable of callables.
     """
     global _global
-    found = check_observers(observers)
+    found = _check_observers(observers)
     previous = get_observers()
-    _global = Dispatcher(found)
+    _global = _Dispatcher(found)
     return _Setting(previous)
 
 
@@ -411,7 +413,7 @@ def emit(event: Event, observers: Iterable[Observer] | None = None) -> None:
         assert _global is not None
         _global(event)
     else:
-        Dispatcher(check_observers(observers))(event)
+        _Dispatcher(_check_observers(observers))(event)
 
 
 # ---------------------------------------------------------------------- logging
@@ -432,7 +434,7 @@ def _names(items: Iterable[str], limit: int = 10) -> str:
     return f"{shown} and {len(listed) - limit} more" if len(listed) > limit else shown
 
 
-def never_started(report: ShutdownReport) -> tuple[str, ...]:
+def _never_started(report: ShutdownReport) -> tuple[str, ...]:
     """Names of the hooks that never started because the quit was forced."""
     return tuple(
         r.name for r in report.results if r.status is HookStatus.CANCELLED and r.started_at is None
@@ -627,7 +629,7 @@ class LoggingObserver:
             )
 
     def _finished(self, event: ShutdownFinished, report: ShutdownReport) -> None:
-        never = never_started(report)
+        never = _never_started(report)
         if never:
             self._log(
                 logging.WARNING,
@@ -737,7 +739,7 @@ class StructlogObserver:
                     forced_by=report.forced_by,
                     duration=report.duration,
                     summary=report.summary(),
-                    never_started=list(never_started(report)),
+                    never_started=list(_never_started(report)),
                 )
             case _:  # HoldsChanged: one per request, too chatty for a log
                 pass
