@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import configparser
 import inspect
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
@@ -16,8 +19,9 @@ import pytest
 import structlog
 from prometheus_client import CollectorRegistry
 
-from gracestop import Hooks, HookStatus, Phase, ShutdownCoordinator
+from gracestop import Hooks, HookStatus, Phase, ShutdownConfig, ShutdownCoordinator
 from gracestop import instrumentation as gi
+from gracestop._systemd import EXIT_MARGIN
 
 pytestmark = pytest.mark.anyio
 
@@ -517,3 +521,48 @@ def test_every_public_name_of_the_module_is_documented() -> None:
         "logger",
     }
     assert public - imported <= set(gi.__all__)
+
+
+# ------------------------------------------------------------------ the documentation
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+
+def code_blocks(page: str, language: str) -> list[str]:
+    text = (DOCS / page).read_text()
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_instrumentation_page_snippets_run(index: int) -> None:
+    blocks = code_blocks("instrumentation.md", "python")
+    assert len(blocks) == 4
+    proc = subprocess.run(
+        [sys.executable, "-c", blocks[index]],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    expected = {
+        0: "",
+        1: "shutdown requested (deploy); 5.5s to go\nhook close-db: ok after",
+        2: "event='gracestop.triggered'",
+        3: "1.0",
+    }[index]
+    assert expected in proc.stdout, proc.stdout
+
+
+def test_systemd_page_unit_file_leaves_room_for_wait_time() -> None:
+    (unit_text,) = code_blocks("systemd.md", "ini")
+    unit = configparser.ConfigParser(strict=True)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read_string(unit_text)
+    service = unit["Service"]
+    assert service["Type"] == "notify"
+    wait_time = ShutdownConfig.from_env(
+        environ=dict([service["Environment"].split("=", 1)])
+    ).wait_time
+    grace = ShutdownConfig().watchdog_grace
+    assert float(service["TimeoutStopSec"]) >= wait_time + grace + EXIT_MARGIN
