@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -566,3 +567,56 @@ def test_systemd_page_unit_file_leaves_room_for_wait_time() -> None:
     ).wait_time
     grace = ShutdownConfig().watchdog_grace
     assert float(service["TimeoutStopSec"]) >= wait_time + grace + EXIT_MARGIN
+
+
+@pytest.mark.parametrize(
+    ("module", "make", "hint"),
+    [
+        ("structlog", gi.StructlogObserver, "gracestop[structlog]"),
+        ("prometheus_client", gi.PrometheusObserver, "gracestop[prometheus]"),
+    ],
+)
+def test_optional_dependencies_missing(
+    module: str, make: type, hint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, module, None)
+    with pytest.raises(ImportError, match=re.escape(hint)):
+        make()
+
+
+async def test_observers_run_on_the_loop_thread_and_never_under_the_lock() -> None:
+    loop_thread = threading.get_ident()
+    threads: set[int] = set()
+    lock_free: list[bool] = []
+    coord: ShutdownCoordinator | None = None
+
+    def lock_is_free() -> None:
+        assert coord is not None
+        got = coord._lock.acquire(timeout=2)
+        lock_free.append(got)
+        if got:
+            coord._lock.release()
+
+    def observer(event: gi.Event) -> None:
+        threads.add(threading.get_ident())
+        # Another thread must be able to take the coordinator's lock right now.
+        checker = threading.Thread(target=lock_is_free)
+        checker.start()
+        checker.join(5)
+
+    recorder = Recorder()
+    coord = ShutdownCoordinator(observers=[observer, recorder], **quiet())
+    async with coord:
+
+        def from_a_worker_thread() -> None:
+            with coord.hold("in a thread"):
+                coord.shutdown("from a thread")
+
+        await anyio.to_thread.run_sync(from_a_worker_thread)
+    assert threads == {loop_thread}
+    assert lock_free and all(lock_free)
+    holds = recorder.of(gi.HoldsChanged)
+    assert [(h.name, h.opened) for h in holds] == [("in a thread", True), ("in a thread", False)]
+    # Counted when the observer is called: the hold may have closed already.
+    assert holds[-1].open_holds == 0
+    assert recorder.of(gi.ShutdownTriggered)[0].trigger.reason == "from a thread"

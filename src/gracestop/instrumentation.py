@@ -204,7 +204,9 @@ class Progress:
 
 @dataclass(frozen=True, slots=True)
 class HoldsChanged:
-    """A hold was opened or closed; ``open_holds`` is how many are open now."""
+    """A hold was opened or closed; ``open_holds`` is how many are open when the
+    observer is called (a hold opened in another thread may have closed by then, so
+    the last event always gives the current number)."""
 
     kind: ClassVar[str] = "holds_changed"
     name: str
@@ -657,6 +659,20 @@ class LoggingObserver:
 # ---------------------------------------------------------------------- structlog
 
 
+def _require(module: str, user: str, extra: str | None = None) -> None:
+    """Fail with an install hint when an optional dependency is missing."""
+    import importlib.util
+
+    try:
+        found = importlib.util.find_spec(module) is not None
+    except ValueError:  # sys.modules[module] is None: import blocked
+        found = False
+    if not found:
+        raise ImportError(
+            f"{user} needs the {module} package: pip install 'gracestop[{extra or module}]'"
+        )
+
+
 class StructlogObserver:
     """Writes shutdown events to a structlog logger as key-value events.
 
@@ -674,6 +690,7 @@ class StructlogObserver:
 
     def __init__(self, logger: Any = None) -> None:
         """Log to *logger*, by default ``structlog.get_logger("gracestop")``."""
+        _require("structlog", "StructlogObserver")
         import structlog
 
         self.logger: Any = logger if logger is not None else structlog.get_logger("gracestop")
@@ -776,6 +793,7 @@ class PrometheusObserver:
         self, *, registry: CollectorRegistry | None = None, namespace: str = "gracestop"
     ) -> None:
         """Create the metrics in *registry* (default: ``prometheus_client.REGISTRY``)."""
+        _require("prometheus_client", "PrometheusObserver", extra="prometheus")
         import prometheus_client
 
         if not isinstance(namespace, str) or not namespace:
