@@ -62,13 +62,13 @@ class Recorder:
                 case gi.HookEnded(name=name, status=status):
                     lines.append(("hook_ended", name, status.value))
                 case gi.PhaseStarted(phase=phase) | gi.PhaseEnded(phase=phase):
-                    lines.append((event.kind, phase))
+                    lines.append((event.event_kind, phase))
                 case gi.ShutdownTriggered(trigger=trigger):
                     lines.append(("triggered", trigger.kind))
                 case gi.Progress() | gi.HoldsChanged():
                     pass
                 case _:
-                    lines.append((event.kind,))
+                    lines.append((event.event_kind,))
         return lines
 
 
@@ -146,7 +146,7 @@ async def test_a_failing_observer_breaks_nothing_and_is_logged_once_per_event_ki
     caplog.set_level(logging.ERROR, logger="gracestop")
 
     def broken(event: gi.Event) -> None:
-        raise RuntimeError(f"observer bug on {event.kind}")
+        raise RuntimeError(f"observer bug on {event.event_kind}")
 
     recorder = Recorder()
     async with ShutdownCoordinator(observers=[broken, recorder], **quiet()) as coord:
@@ -232,7 +232,7 @@ def test_bad_observers_are_refused(value: object, shown: str, no_global_change: 
 def test_emit_sends_diagnostics_events(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="gracestop")
     recorder = Recorder()
-    event = gi.DiagnosticsWritten(path="/tmp/dump.txt", diagnostics="dump")
+    event = gi.DiagnosticsWritten(path="/tmp/dump.txt", kind="dump")
     gi.emit(event, [recorder])
     assert recorder.events == [event]
     gi.emit(event)  # the global observers: the logging one
@@ -481,7 +481,7 @@ def test_gracestop_run_passes_observers_on() -> None:
     code = (
         "import gracestop\n"
         "def show(event):\n"
-        "    print('EVENT', event.kind, flush=True)\n"
+        "    print('EVENT', event.event_kind, flush=True)\n"
         "async def main(coord):\n"
         "    coord.shutdown('done')\n"
         "gracestop.run(main, observers=[show], signals=())\n"

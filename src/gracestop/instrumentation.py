@@ -97,7 +97,7 @@ Stage: TypeAlias = Literal["drain", "wrap_up", "shutdown"]
 class CoordinatorEntered:
     """The coordinator was entered (``async with``) and listens to ``signals``."""
 
-    kind: ClassVar[str] = "entered"
+    event_kind: ClassVar[str] = "entered"
     signals: tuple[signal.Signals, ...]
 
 
@@ -105,7 +105,7 @@ class CoordinatorEntered:
 class ShutdownTriggered:
     """The shutdown began; the quit is forced ``wait_time`` seconds from now."""
 
-    kind: ClassVar[str] = "triggered"
+    event_kind: ClassVar[str] = "triggered"
     trigger: Trigger
     wait_time: float
 
@@ -122,7 +122,7 @@ class SignalReceived:
     had already finished).
     """
 
-    kind: ClassVar[str] = "signal"
+    event_kind: ClassVar[str] = "signal"
     signal: signal.Signals
     action: Literal["deadline", "force", "ignore", "after_stop"]
     trigger: Trigger
@@ -136,7 +136,7 @@ class PhaseStarted:
     ``limit`` how long the stage may last (``None``: until the deadline).
     """
 
-    kind: ClassVar[str] = "phase_started"
+    event_kind: ClassVar[str] = "phase_started"
     phase: Stage
     hooks: int
     limit: float | None
@@ -147,7 +147,7 @@ class WrapUpTimeUp:
     """``wrap_up_time`` ran out with wrap-up hooks or holds still open; the
     shutdown phase starts now, beside them."""
 
-    kind: ClassVar[str] = "wrap_up_time_up"
+    event_kind: ClassVar[str] = "wrap_up_time_up"
     wrap_up_time: float
     hooks: tuple[str, ...]
     holds: tuple[str, ...]
@@ -157,7 +157,7 @@ class WrapUpTimeUp:
 class PhaseEnded:
     """A stage ended after ``duration`` seconds."""
 
-    kind: ClassVar[str] = "phase_ended"
+    event_kind: ClassVar[str] = "phase_ended"
     phase: Stage
     duration: float
 
@@ -166,7 +166,7 @@ class PhaseEnded:
 class HookStarted:
     """A hook started; ``late`` when it was registered after the trigger."""
 
-    kind: ClassVar[str] = "hook_started"
+    event_kind: ClassVar[str] = "hook_started"
     name: str
     phase: Phase
     late: bool = False
@@ -178,7 +178,7 @@ class HookEnded:
     hook that never started because the quit was forced; ``error`` is the
     exception of a ``FAILED`` hook or the ``TimeoutError`` of a ``TIMED_OUT`` one."""
 
-    kind: ClassVar[str] = "hook_ended"
+    event_kind: ClassVar[str] = "hook_ended"
     name: str
     phase: Phase
     status: HookStatus
@@ -196,7 +196,7 @@ class Progress:
     ``time_left`` is the number of seconds until the quit is forced.
     """
 
-    kind: ClassVar[str] = "progress"
+    event_kind: ClassVar[str] = "progress"
     pending: tuple[str, ...]
     holds: tuple[str, ...]
     time_left: float
@@ -208,7 +208,7 @@ class HoldsChanged:
     observer is called (a hold opened in another thread may have closed by then, so
     the last event always gives the current number)."""
 
-    kind: ClassVar[str] = "holds_changed"
+    event_kind: ClassVar[str] = "holds_changed"
     name: str
     opened: bool
     open_holds: int
@@ -222,7 +222,7 @@ class ForcedQuit:
     and holds still open.
     """
 
-    kind: ClassVar[str] = "forced_quit"
+    event_kind: ClassVar[str] = "forced_quit"
     by: Literal["deadline", "signal"]
     pending: tuple[str, ...]
     signal: signal.Signals | None = None
@@ -230,18 +230,19 @@ class ForcedQuit:
 
 @dataclass(frozen=True, slots=True)
 class DiagnosticsWritten:
-    """A diagnostics file was written (``kind`` such as ``"dump"`` or ``"profile"``)."""
+    """A diagnostics file was written; ``kind`` says what it holds, such as
+    ``"dump"`` or ``"profile"``."""
 
-    kind: ClassVar[str] = "diagnostics_written"
+    event_kind: ClassVar[str] = "diagnostics_written"
     path: str
-    diagnostics: str
+    kind: str
 
 
 @dataclass(frozen=True, slots=True)
 class ShutdownFinished:
     """The shutdown is over; ``report`` tells how it went."""
 
-    kind: ClassVar[str] = "finished"
+    event_kind: ClassVar[str] = "finished"
     report: ShutdownReport
 
 
@@ -327,7 +328,7 @@ class _Dispatcher:
             try:
                 observer(event)
             except Exception:
-                key = (id(observer), event.kind)
+                key = (id(observer), event.event_kind)
                 if key in self._failed:
                     continue
                 self._failed.add(key)
@@ -335,9 +336,9 @@ class _Dispatcher:
                     "observer %r failed on a %s event; its further failures on such "
                     "events are ignored",
                     observer,
-                    event.kind,
+                    event.event_kind,
                     exc_info=True,
-                    extra={"gracestop_event": event.kind},
+                    extra={"gracestop_event": event.event_kind},
                 )
 
 
@@ -472,7 +473,7 @@ class LoggingObserver:
         if self.logger.isEnabledFor(level):
             exc_info = extra.pop("exc_info", None)
             fields = {
-                "gracestop_event": event.kind,
+                "gracestop_event": event.event_kind,
                 **{f"gracestop_{k}": v for k, v in extra.items()},
             }
             self.logger.log(level, msg, *args, exc_info=exc_info, extra=fields)
@@ -568,8 +569,8 @@ class LoggingObserver:
                 )
             case ForcedQuit():
                 pass  # by the deadline: the summary that follows names what was cut short
-            case DiagnosticsWritten(path=path, diagnostics=diagnostics):
-                self._log(logging.INFO, event, "%s written to %s", diagnostics, path, path=path)
+            case DiagnosticsWritten(path=path, kind=kind):
+                self._log(logging.INFO, event, "%s written to %s", kind, path, path=path)
             case ShutdownFinished(report=report):
                 self._finished(event, report)
             case _:  # pragma: no cover - an event type from a newer version
@@ -677,7 +678,7 @@ class StructlogObserver:
     """Writes shutdown events to a structlog logger as key-value events.
 
     structlog is imported when the observer is created (``pip install
-    gracestop[structlog]``). Event names are the event types' ``kind``
+    gracestop[structlog]``). Event names are the event types' ``event_kind``
     (``"triggered"``, ``"hook_ended"``, ...) prefixed with ``gracestop.``; levels
     follow :class:`LoggingObserver`. Holds changing are not logged. Example::
 
@@ -700,7 +701,7 @@ class StructlogObserver:
 
     def __call__(self, event: Event) -> None:
         """Log one event with its fields as key-value pairs."""
-        name = f"gracestop.{event.kind}"
+        name = f"gracestop.{event.event_kind}"
         log = self.logger
         match event:
             case CoordinatorEntered(signals=signals):
@@ -745,8 +746,8 @@ class StructlogObserver:
                 log.warning(
                     name, by=by, pending=list(pending), signal=sig.name if sig is not None else None
                 )
-            case DiagnosticsWritten(path=path, diagnostics=diagnostics):
-                log.info(name, path=path, diagnostics=diagnostics)
+            case DiagnosticsWritten(path=path, kind=kind):
+                log.info(name, path=path, kind=kind)
             case ShutdownFinished(report=report):
                 method = log.info if report.ok else log.warning
                 method(
