@@ -8,8 +8,6 @@ quit, and the final report. An observer is any callable that takes one event::
     from gracestop import instrumentation as gi
 
     def on_event(event: gi.Event) -> None:
-        if isinstance(event, gi.HookEnded) and not event.status.final:
-            ...
         match event:
             case gi.ShutdownTriggered(trigger=trigger):
                 print("shutting down:", trigger.describe())
