@@ -75,3 +75,26 @@ def test_sigterm_under_systemd(spawn: Spawn, backend: str, notify_socket: socket
     assert lines[-1].startswith("STATUS=shutdown ok in")
     assert "HOOK-END flush" in out
     assert child.report()["ok"] is True
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_watchdog_pings_from_a_real_child(
+    spawn: Spawn, backend: str, notify_socket: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WATCHDOG_USEC", "200000")  # a ping every 100 ms
+    datagrams: list[str] = []
+    child = spawn("systemd", backend)
+    child.expect(r"^READY$")
+    receive_until(notify_socket, child, "READY=1", datagrams)
+    for _ in range(3):
+        receive_until(notify_socket, child, "WATCHDOG=1", datagrams)
+    child.signal(signal.SIGTERM)
+    child.expect(r"^HOOK-START flush$")
+    # The pings go on during the shutdown: the process is alive and working.
+    receive_until(notify_socket, child, "STOPPING=1", datagrams)
+    receive_until(notify_socket, child, "WATCHDOG=1", datagrams)
+    child.send_line("go")
+    rc, _, err = child.wait(timeout=10)
+    assert rc == 0, err
+    assert datagrams[0] == "READY=1\nSTATUS=running"
+    assert datagrams.count("WATCHDOG=1") >= 4
