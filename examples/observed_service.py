@@ -1,7 +1,7 @@
 """A service that reports its shutdown to the log, to Prometheus and to systemd.
 
-Run it by hand (Ctrl-C or SIGTERM stops it), or with ``--demo`` to have it stop
-itself once started::
+Run it by hand (Ctrl-C or SIGTERM stops it), or with ``--demo`` to have it send
+itself SIGTERM once started::
 
     python examples/observed_service.py --demo --backend trio
 
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
 
 import anyio
@@ -78,7 +80,7 @@ def main() -> None:
             tg.start_soon(request)
             print("READY", flush=True)
             if args.demo:
-                coord.shutdown("demo")
+                os.kill(os.getpid(), signal.SIGTERM)
             await anyio.sleep_forever()
 
     gracestop.run(

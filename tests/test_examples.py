@@ -114,12 +114,12 @@ def test_observed_service_example_reports_to_prometheus_and_systemd(
     out = proc.stdout
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert out.index("wrap_up hook finish-requests: ok") < out.index("shutdown hook close-db: ok")
-    assert 'gracestop_shutdowns_total{trigger="manual"} 1.0' in out
+    assert 'gracestop_shutdowns_total{trigger="signal"} 1.0' in out
     assert "gracestop_shutdown_duration_seconds_count 1.0" in out
     assert 'gracestop_hook_duration_seconds_count{phase="shutdown",status="ok"} 1.0' in out
     assert "gracestop_open_holds 0.0" in out
     assert "shutdown ok in" in out
-    assert "shutdown requested (demo), shutting down; force quit in 5s" in proc.stderr
+    assert "received SIGTERM, shutting down; force quit in 5s" in proc.stderr
     lines = [line for datagram in datagrams for line in datagram.split("\n")]
     assert lines[0] == "READY=1"
     assert lines.index("STOPPING=1") < lines.index("EXTEND_TIMEOUT_USEC=6500000")
