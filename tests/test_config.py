@@ -51,6 +51,7 @@ CAMEL = {
     "diagnostics": "Diagnostics",
     "diagnostics_dir": "DiagnosticsDir",
     "profile_duration": "ProfileDuration",
+    "systemd_notify": "SystemdNotify",
 }
 
 
@@ -80,6 +81,7 @@ def test_field_names_in_declaration_order() -> None:
         "diagnostics_dir",
         "profile_duration",
         "report_file",
+        "systemd_notify",
     )
     assert tuple(f.name for f in dataclasses.fields(ShutdownConfig)) == FIELD_NAMES
 
@@ -633,6 +635,7 @@ def test_from_mapping_every_camel_case_key() -> None:
         "Diagnostics": "on",
         "DiagnosticsDir": "/var/tmp/diag",
         "ProfileDuration": "30s",
+        "SystemdNotify": "off",
     }
     assert set(mapping) == set(CAMEL.values())
     cfg = ShutdownConfig.from_mapping(mapping)
@@ -651,6 +654,7 @@ def test_from_mapping_every_camel_case_key() -> None:
         diagnostics=True,
         diagnostics_dir="/var/tmp/diag",
         profile_duration=30,
+        systemd_notify=False,
     )
 
 

@@ -278,8 +278,10 @@ async def test_dump_and_profile_in_process(
         tg.cancel_scope.cancel()
         coord.shutdown("test")
     records = [r for r in caplog.records if r.getMessage().startswith("diagnostics written")]
-    assert [getattr(r, "kind", None) for r in records] == ["dump", "profile", "profile summary"]
-    assert getattr(records[0], "path", None) == str(dump)
+    kinds = [getattr(r, "gracestop_kind", None) for r in records]
+    assert kinds == ["dump", "profile", "profile summary"]
+    assert getattr(records[0], "gracestop_path", None) == str(dump)
+    assert {getattr(r, "gracestop_event", None) for r in records} == {"diagnostics_written"}
 
 
 async def test_exit_during_a_profile_writes_it(tmp_path: Path) -> None:

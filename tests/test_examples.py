@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -102,6 +105,39 @@ def test_testing_example_runs_on_both_backends() -> None:
     assert "5 passed" in out, out
     for backend in ("asyncio", "trio"):
         assert f"test_the_pool_closes_after_the_request_in_flight[{backend}] PASSED" in out
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_observed_service_example_reports_to_prometheus_and_systemd(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Unix socket paths are limited to about 107 bytes: pytest's tmp_path may be longer.
+    with tempfile.TemporaryDirectory(prefix="gs-", dir="/tmp") as name:
+        path = str(Path(name) / "notify")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+            systemd.bind(path)
+            monkeypatch.setenv("NOTIFY_SOCKET", path)
+            proc = run_example(
+                str(EXAMPLES / "observed_service.py"), "--demo", "--backend", backend
+            )
+            systemd.setblocking(False)
+            datagrams = []
+            with contextlib.suppress(BlockingIOError):
+                while True:
+                    datagrams.append(systemd.recv(65536).decode())
+    out = proc.stdout
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert out.index("wrap_up hook finish-requests: ok") < out.index("shutdown hook close-db: ok")
+    assert 'gracestop_shutdowns_total{trigger="signal"} 1.0' in out
+    assert "gracestop_shutdown_duration_seconds_count 1.0" in out
+    assert 'gracestop_hook_duration_seconds_count{phase="shutdown",status="ok"} 1.0' in out
+    assert "gracestop_open_holds 0.0" in out
+    assert "shutdown ok in" in out
+    assert "received SIGTERM, shutting down; force quit in 5s" in proc.stderr
+    lines = [line for datagram in datagrams for line in datagram.split("\n")]
+    assert lines[0] == "READY=1"
+    assert lines.index("STOPPING=1") < lines.index("EXTEND_TIMEOUT_USEC=6500000")
+    assert lines[-1].startswith("STATUS=shutdown ok in")
 
 
 def test_examples_are_all_exercised() -> None:

@@ -67,6 +67,7 @@ class ConfigOverrides(TypedDict, total=False):
     diagnostics_dir: str | os.PathLike[str] | None
     profile_duration: DurationLike
     report_file: str | os.PathLike[str] | None
+    systemd_notify: bool | None
 
 
 RESERVED_ENV_SUFFIXES: frozenset[str] = frozenset({"TESTING"})
@@ -483,6 +484,7 @@ _NORMALISERS: dict[str, Callable[[object, str], object]] = {
     "diagnostics_dir": _directory,
     "profile_duration": _duration_normaliser(allow_zero=False),
     "report_file": _report_file,
+    "systemd_notify": _hard_exit,
 }
 
 # Float sums are inexact (0.1 + 0.2 > 0.3); a nanosecond, Go's resolution, is the
@@ -522,7 +524,7 @@ def _from_text(field: str, value: object) -> object:
     if field == "report_file" and not word:
         # An empty variable is how a deployment unsets an inherited one.
         return None
-    if field == "hard_exit":
+    if field in {"hard_exit", "systemd_notify"}:
         if word in _TRUE_WORDS:
             return True
         if word in _FALSE_WORDS:
@@ -607,6 +609,7 @@ class ShutdownConfig:
     diagnostics_dir: str | None = None
     profile_duration: float = 60.0
     report_file: str | None = None
+    systemd_notify: bool | None = None
 
     if TYPE_CHECKING:
         # What type checkers see: the constructor takes the raw forms that
@@ -628,6 +631,7 @@ class ShutdownConfig:
             diagnostics_dir: str | os.PathLike[str] | None = None,
             profile_duration: DurationLike = 60.0,
             report_file: str | os.PathLike[str] | None = None,
+            systemd_notify: bool | None = None,
         ) -> None: ...
 
     def __new__(cls, *args: object, **kwargs: object) -> ShutdownConfig:

@@ -31,16 +31,37 @@ from ._report import (
     ShutdownReport,
     State,
     Trigger,
-    _count,
 )
 from ._report_file import write_report_file
 from ._runs import Group, HookRun, call_sync_hook_in_thread, group_done
 from ._signals import SignalListener, claimed_signals, loop_caller
+from ._systemd import SystemdNotifier
 from ._testing import apply_testing, is_testing
 from ._watchdog import Watchdog
+from .instrumentation import (
+    CoordinatorEntered,
+    DiagnosticsWritten,
+    Event,
+    ForcedQuit,
+    HoldsChanged,
+    HookEnded,
+    HookStarted,
+    Observer,
+    PhaseEnded,
+    PhaseStarted,
+    Progress,
+    ShutdownFinished,
+    ShutdownTriggered,
+    SignalReceived,
+    WrapUpTimeUp,
+    _check_observers,
+    _Dispatcher,
+    get_observers,
+)
 
 if TYPE_CHECKING:
     import datetime
+    from pathlib import Path
 
     from typing_extensions import Self, Unpack
 
@@ -137,6 +158,9 @@ class ShutdownCoordinator(_Registrar):
         config: a :class:`ShutdownConfig`; defaults to ``ShutdownConfig()``.
         hooks: a :class:`Hooks` registry or an iterable of them; defaults to
             :data:`gracestop.default_hooks`.
+        observers: callables told about each shutdown event (see
+            :mod:`gracestop.instrumentation`); they replace the global observers
+            (by default one :class:`~gracestop.instrumentation.LoggingObserver`).
         **overrides: :class:`ShutdownConfig` fields, applied over ``config``.
     """
 
@@ -145,8 +169,10 @@ class ShutdownCoordinator(_Registrar):
         config: ShutdownConfig | None = None,
         *,
         hooks: Hooks | Iterable[Hooks] | None = None,
+        observers: Iterable[Observer] | None = None,
         **overrides: Unpack[ConfigOverrides],
     ) -> None:
+        self._observers = None if observers is None else _check_observers(observers)
         if config is None:
             config = ShutdownConfig()
         elif not isinstance(config, ShutdownConfig):
@@ -184,7 +210,6 @@ class ShutdownCoordinator(_Registrar):
         self._runs: list[HookRun] = []
         # Runs not ended yet, per phase: phase ends are checked in O(1).
         self._unfinished: dict[Phase, int] = {Phase.WRAP_UP: 0, Phase.SHUTDOWN: 0}
-        self._never_started: list[str] = []
         self._pending: dict[Phase, list[HookRun]] = {Phase.WRAP_UP: [], Phase.SHUTDOWN: []}
         self._phase_started: set[Phase] = set()
         self._late_queue: collections.deque[HookRun] = collections.deque()
@@ -201,6 +226,11 @@ class ShutdownCoordinator(_Registrar):
         self._reraise: BaseException | None = None
         self._thread_limiter: anyio.CapacityLimiter | None = None
         self._report: ShutdownReport | None = None
+        self._dispatch = _Dispatcher(())
+        self._systemd: SystemdNotifier | None = None
+        # Hooks cut short by the deadline, for the forced-quit event.
+        self._cut_short: list[str] = []
+        self._stages_ended: set[str] = set()
 
     # ------------------------------------------------------------------ properties
 
@@ -260,7 +290,6 @@ class ShutdownCoordinator(_Registrar):
                 )
             run = HookRun(hook, late=True)
             self._add_run(run)
-        logger.debug("late %s hook %s registered during the shutdown", hook.phase, hook.name)
         self._on_loop(functools.partial(self._admit_late, run))
 
     def _add_run(self, run: HookRun) -> None:
@@ -331,12 +360,23 @@ class ShutdownCoordinator(_Registrar):
         with self._lock:
             key = next(self._hold_ids)
             self._holds[key] = name
-            return key
+        if self._dispatch.observers:
+            self._on_loop(functools.partial(self._holds_changed, name, True))
+        return key
 
     def _close_hold(self, key: int) -> None:
         with self._lock:
-            self._holds.pop(key, None)
+            name = self._holds.pop(key, None)
+        if name is not None and self._dispatch.observers:
+            self._on_loop(functools.partial(self._holds_changed, name, False))
         self._notify()
+
+    def _holds_changed(self, name: str, opened: bool) -> None:
+        # Counted on the loop thread when dispatched, so the last event always
+        # tells the current number even when holds change in several threads.
+        with self._lock:
+            count = len(self._holds)
+        self._dispatch(HoldsChanged(name, opened, count))
 
     # ------------------------------------------------------------------ triggering
 
@@ -393,13 +433,7 @@ class ShutdownCoordinator(_Registrar):
             self._arm_watchdog()
         elif self._config.hard_exit:
             self._arm_watchdog()
-        log = logger.warning if trigger.kind in ("error", "cancelled") else logger.info
-        log(
-            "%s, shutting down; force quit in %s",
-            trigger.describe(),
-            _secs(self._config.wait_time),
-            extra={"gracestop_trigger": trigger.kind},
-        )
+        self._emit(ShutdownTriggered(trigger, self._config.wait_time))
         self._on_loop(self._set_trigger_event)
         with self._lock:
             children = list(self._children)
@@ -428,27 +462,20 @@ class ShutdownCoordinator(_Registrar):
             return
         assert self._trigger is not None
         self._signals_received += 1
+        trigger = self._trigger
         if self._state is State.STOPPED:
-            logger.info("received %s after the shutdown finished; ignored", sig.name)
+            self._emit(SignalReceived(sig, "after_stop", trigger))
         elif self._signals_received == 1:
             # The first signal after a manual, exit or error trigger: not a second one.
-            logger.info(
-                "received %s during the shutdown (%s); force quit at the deadline",
-                sig.name,
-                self._trigger.describe(),
-            )
+            self._emit(SignalReceived(sig, "deadline", trigger))
             self._arm_watchdog()  # a no-op with hard_exit=False: there is no watchdog
         elif self._config.second_signal == "force":
-            logger.warning(
-                "received %s again: forcing the quit; still pending: %s",
-                sig.name,
-                self._describe_pending(),
-            )
+            self._emit(SignalReceived(sig, "force", trigger))
+            if self._forced is None:
+                self._emit(ForcedQuit("signal", tuple(self._all_pending()), sig))
             self._force("signal")
         else:
-            logger.warning(
-                "received %s again; second_signal='ignore', so the shutdown goes on", sig.name
-            )
+            self._emit(SignalReceived(sig, "ignore", trigger))
 
     def _force(self, by: str) -> None:
         if self._forced is None:
@@ -469,6 +496,14 @@ class ShutdownCoordinator(_Registrar):
             fn()
         elif self._call is not None:
             self._call(fn)
+
+    def _diagnostics_written(self, path: Path, kind: str) -> None:
+        self._emit(DiagnosticsWritten(str(path), kind))
+
+    def _emit(self, event: Event) -> None:
+        """Tell the observers, on the loop thread (now if we are on it)."""
+        if self._dispatch.observers:
+            self._on_loop(functools.partial(self._dispatch, event))
 
     def _notify(self) -> None:
         """Wake whoever waits for hooks to end or holds to close."""
@@ -508,6 +543,7 @@ class ShutdownCoordinator(_Registrar):
                 self._registries = ()
         self._loop_thread = threading.get_ident()
         self._call = loop_caller()
+        self._start_observers()
         self._trigger_event = anyio.Event()
         self._finished_event = anyio.Event()
         listener = SignalListener(
@@ -520,7 +556,10 @@ class ShutdownCoordinator(_Registrar):
         self._listener = listener
         try:
             self._diagnostics = claim_diagnostics(
-                self._config, f"ShutdownCoordinator#{self._id}", nested=self._parent is not None
+                self._config,
+                f"ShutdownCoordinator#{self._id}",
+                nested=self._parent is not None,
+                on_written=self._diagnostics_written,
             )
             if self._config.hard_exit is not False:
                 self._watchdog = Watchdog(
@@ -541,6 +580,8 @@ class ShutdownCoordinator(_Registrar):
                     self._diagnostics.run, self._trigger_event, name="gracestop diagnostics"
                 )
             self._tg.start_soon(self._runner, name="gracestop shutdown runner")
+            if self._systemd is not None and self._systemd.watchdog_interval is not None:
+                self._tg.start_soon(self._systemd.ping_watchdog, name="gracestop sd watchdog")
         except BaseException as exc:
             self._tg.cancel_scope.cancel()
             try:
@@ -553,16 +594,27 @@ class ShutdownCoordinator(_Registrar):
         self._body_scope = anyio.CancelScope()
         self._body_scope.__enter__()
         self._context_token = _current.set(self)
+        self._emit(CoordinatorEntered(listener.signals))
         if self._parent is not None:
             self._adopt_by(self._parent)
         early, self._early_signals = self._early_signals, []
         for sig in early:
             self._on_signal(sig)
-        logger.debug(
-            "coordinator entered; signals: %s",
-            ", ".join(s.name for s in listener.signals) or "none",
-        )
         return self
+
+    def _start_observers(self) -> None:
+        """The observers of this run: the given or global ones, plus systemd's.
+
+        systemd is told by the outermost coordinator only, unless
+        ``systemd_notify=True`` asks a nested one to speak too.
+        """
+        observers = self._observers if self._observers is not None else get_observers()
+        notify = self._config.systemd_notify
+        if notify or (notify is None and self._parent is None):
+            self._systemd = SystemdNotifier.from_env(grace=self._config.watchdog_grace)
+            if self._systemd is not None:
+                observers = (*observers, self._systemd)
+        self._dispatch = _Dispatcher(observers)
 
     def _adopt_by(self, parent: ShutdownCoordinator) -> None:
         """Become a child: the parent's trigger triggers this coordinator, and the
@@ -668,6 +720,8 @@ class ShutdownCoordinator(_Registrar):
         return any(run.abandoned for run in self._runs)
 
     def _release(self) -> None:
+        if self._systemd is not None:
+            self._systemd.close()
         if self._listener is not None:
             self._listener.release()
         if self._diagnostics is not None:
@@ -713,6 +767,13 @@ class ShutdownCoordinator(_Registrar):
                     side.cancel_scope.cancel()
         if run_scope.cancelled_caught and self._forced is None:
             self._force("deadline")
+            not_started = [
+                f"{r.hook.phase} hook {r.hook.name} (not started)"
+                for r in self._runs
+                if r.status is HookStatus.PENDING
+            ]
+            holds = [f"hold {h}" for h in self.open_holds]
+            self._emit(ForcedQuit("deadline", (*self._cut_short, *not_started, *holds)))
 
     async def _phases(self) -> None:
         assert self._trigger is not None
@@ -723,10 +784,10 @@ class ShutdownCoordinator(_Registrar):
                 await self._drain()
                 self._set_state(State.WRAPPING_UP)
                 self._span_start("wrap_up")
-                logger.info(
-                    "wrap-up phase: %s, up to %s",
-                    _count(len(self._pending[Phase.WRAP_UP]), "hook"),
-                    _secs(self._config.wrap_up_time),
+                self._emit(
+                    PhaseStarted(
+                        "wrap_up", len(self._pending[Phase.WRAP_UP]), self._config.wrap_up_time
+                    )
                 )
                 tg.start_soon(self._run_phase, Phase.WRAP_UP, name="gracestop wrap-up")
                 with anyio.move_on_after(self._config.wrap_up_time):
@@ -737,12 +798,11 @@ class ShutdownCoordinator(_Registrar):
                 self._notify()
                 self._set_state(State.SHUTTING_DOWN)
                 self._span_start("shutdown")
-                logger.info(
-                    "shutdown phase: %s", _count(len(self._pending[Phase.SHUTDOWN]), "hook")
-                )
+                self._emit(PhaseStarted("shutdown", len(self._pending[Phase.SHUTDOWN]), None))
                 tg.start_soon(self._run_phase, Phase.SHUTDOWN, name="gracestop shutdown")
                 await self._wait_until(lambda: self._phase_over(Phase.WRAP_UP))
                 self._span_end("wrap_up")
+                self._stage_ended("wrap_up")
                 await self._wait_until(lambda: self._phase_over(Phase.SHUTDOWN))
                 # Children are part of this shutdown: do not stop before them.
                 await self._wait_until(lambda: not self._children)
@@ -768,11 +828,19 @@ class ShutdownCoordinator(_Registrar):
         if not self._drains(self._trigger):
             return
         self._span_start("drain")
-        logger.info("readiness off; draining for %s before the wrap-up phase", _secs(delay))
+        self._emit(PhaseStarted("drain", 0, delay))
         try:
             await anyio.sleep(delay)
         finally:
             self._span_end("drain")
+        self._stage_ended("drain")
+
+    def _stage_ended(self, name: Literal["drain", "wrap_up", "shutdown"]) -> None:
+        span = self._spans.get(name)
+        if name in self._stages_ended or span is None or span[0] is None or span[1] is None:
+            return
+        self._stages_ended.add(name)
+        self._emit(PhaseEnded(name, span[1] - span[0]))
 
     def _wrap_up_over(self) -> bool:
         with self._lock:
@@ -791,11 +859,7 @@ class ShutdownCoordinator(_Registrar):
         still = [
             r.hook.name for r in self._runs if r.hook.phase is Phase.WRAP_UP and not r.status.final
         ]
-        logger.warning(
-            "wrap-up time (%s) is up; starting the shutdown phase with %s still open",
-            _secs(self._config.wrap_up_time),
-            _names([*(f"hook {n}" for n in still), *(f"hold {h}" for h in holds)]) or "nothing",
-        )
+        self._emit(WrapUpTimeUp(self._config.wrap_up_time, tuple(still), holds))
 
     async def _run_phase(self, phase: Phase) -> None:
         """Run the phase's hooks known so far, lower ``order`` groups first.
@@ -849,7 +913,7 @@ class ShutdownCoordinator(_Registrar):
             self._trigger, hook.phase, hook.name, min(own_deadline, self._deadline)
         )
         args = (context,) if hook.takes_context else ()
-        logger.debug("%s hook %s started", hook.phase, hook.name)
+        self._emit(HookStarted(hook.name, hook.phase, run.late))
         status = HookStatus.OK
         try:
             with anyio.CancelScope(deadline=own_deadline) as scope:
@@ -874,6 +938,8 @@ class ShutdownCoordinator(_Registrar):
                 run.error = exc
                 return
             status = HookStatus.CANCELLED if self._forced == "signal" else HookStatus.TIMED_OUT
+            if status is HookStatus.TIMED_OUT:
+                self._cut_short.append(f"{hook.phase} hook {hook.name}")
             raise
         except Exception as exc:
             status = HookStatus.FAILED
@@ -896,32 +962,8 @@ class ShutdownCoordinator(_Registrar):
         if run.group is not None:
             run.group.pending -= 1
         hook = run.hook
-        took = "" if run.started is None else f" after {_secs(run.ended - run.started)}"
-        if status is HookStatus.OK:
-            logger.debug("%s hook %s ended%s", hook.phase, hook.name, took)
-        elif status is HookStatus.FAILED:
-            logger.warning(
-                "%s hook %s failed%s: %r",
-                hook.phase,
-                hook.name,
-                took,
-                run.error,
-                exc_info=run.error,
-                extra={"gracestop_hook": hook.name, "gracestop_phase": hook.phase.value},
-            )
-        elif status is HookStatus.CANCELLED and run.started is None:
-            # Logged together at the end: a forced quit may leave thousands.
-            self._never_started.append(hook.name)
-        else:
-            reason = "timed out" if status is HookStatus.TIMED_OUT else "was cancelled"
-            logger.warning(
-                "%s hook %s %s%s",
-                hook.phase,
-                hook.name,
-                reason,
-                took,
-                extra={"gracestop_hook": hook.name, "gracestop_phase": hook.phase.value},
-            )
+        took = None if run.started is None else run.ended - run.started
+        self._emit(HookEnded(hook.name, hook.phase, status, took, run.error, run.late))
         run.final = run.result(self._trigger_mono)
         hook.waiter._resolve(run.final)
         self._notify()
@@ -936,6 +978,7 @@ class ShutdownCoordinator(_Registrar):
             span = self._spans.get(name)
             if span is not None and span[1] is None and not self._forced:
                 span[1] = now
+            self._stage_ended(name)
         t0 = self._trigger_mono
         report = ShutdownReport(
             trigger=self._trigger,
@@ -959,23 +1002,7 @@ class ShutdownCoordinator(_Registrar):
         self._report = report
         with self._lock:
             self._state = State.STOPPED
-        if self._never_started:
-            logger.warning(
-                "%s never started: %s",
-                _count(len(self._never_started), "hook"),
-                _names(self._never_started),
-            )
-        if report.forced:
-            cut = [r.name for r in report.by_status(HookStatus.TIMED_OUT)]
-            cut += [r.name for r in report.by_status(HookStatus.CANCELLED)]
-            logger.warning(
-                "%s; cut short: %s",
-                report.summary(),
-                _names(cut) or "nothing",
-                extra={"gracestop_forced_by": report.forced_by},
-            )
-        else:
-            logger.info("%s", report.summary())
+        self._emit(ShutdownFinished(report))
         if self._config.report_file is not None:
             write_report_file(self._config.report_file, report)
         if self._watchdog is not None and not self._abandoned_threads():
@@ -1024,13 +1051,27 @@ class ShutdownCoordinator(_Registrar):
         interval = self._config.progress_interval
         while True:
             await anyio.sleep(interval)
-            pending = self._describe_pending()
-            if pending:
+            pending = tuple(self._pending_parts())
+            holds = self.open_holds
+            if pending or holds:
                 left = self._deadline - anyio.current_time()
-                logger.info("still waiting for %s; force quit in %s", pending, _secs(max(0, left)))
+                self._emit(Progress(pending, holds, max(0.0, left)))
 
     def _describe_pending(self) -> str:
-        """What is still running, pending or open: for progress lines and the watchdog."""
+        """What is still running, pending or open: for the watchdog."""
+        return _names(self._all_pending(), limit=20)
+
+    def _all_pending(self) -> list[str]:
+        """Hooks still running or not started, and open holds (counted by name)."""
+        parts = self._pending_parts()
+        counts: dict[str, int] = {}
+        for name in self.open_holds:
+            counts[name] = counts.get(name, 0) + 1
+        parts.extend(f"hold {n}" + (f" x{c}" if c > 1 else "") for n, c in counts.items())
+        return parts
+
+    def _pending_parts(self) -> list[str]:
+        """Each hook still running or not started, described for a person."""
         now = time.monotonic()
         parts = []
         for run in list(self._runs):
@@ -1046,12 +1087,7 @@ class ShutdownCoordinator(_Registrar):
                 )
             elif run.status is HookStatus.PENDING:
                 parts.append(f"{run.hook.phase} hook {run.hook.name} (not started)")
-        holds = self.open_holds
-        counts: dict[str, int] = {}
-        for name in holds:
-            counts[name] = counts.get(name, 0) + 1
-        parts.extend(f"hold {n}" + (f" x{c}" if c > 1 else "") for n, c in counts.items())
-        return _names(parts, limit=20)
+        return parts
 
     def _set_state(self, state: State) -> None:
         with self._lock:

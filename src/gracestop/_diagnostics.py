@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -244,8 +245,13 @@ def _write_files(directory: str, files: list[tuple[str, bytes]], kind: str) -> l
 
 
 def _written(path: Path, kind: str) -> None:
-    """A diagnostics file was written: the single place that tells about it."""
-    logger.info("diagnostics written: %s %s", kind, path, extra={"path": str(path), "kind": kind})
+    """A diagnostics file was written: logged when no coordinator's observers are told."""
+    logger.info(
+        "diagnostics written: %s %s",
+        kind,
+        path,
+        extra={"gracestop_path": str(path), "gracestop_kind": kind},
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -465,8 +471,14 @@ def _render_profile(
 class Diagnostics:
     """SIGUSR1/SIGUSR2 for one coordinator: claimed, served by a task, released."""
 
-    def __init__(self, config: ShutdownConfig, owner: str) -> None:
+    def __init__(
+        self,
+        config: ShutdownConfig,
+        owner: str,
+        on_written: Callable[[Path, str], None] = _written,
+    ) -> None:
         assert _DUMP_SIGNAL is not None and _PROFILE_SIGNAL is not None
+        self._written = on_written
         self.directory = config.diagnostics_dir or str(default_diagnostics_dir())
         self.profile_duration = config.profile_duration
         self._listener = SignalListener(
@@ -534,7 +546,7 @@ class Diagnostics:
         with anyio.CancelScope(shield=True):
             paths = await anyio.to_thread.run_sync(write)
         for path in paths:
-            _written(path, "dump")
+            self._written(path, "dump")
         return paths
 
     def _start_profile(self, tg: anyio.abc.TaskGroup) -> None:
@@ -582,14 +594,19 @@ class Diagnostics:
             with anyio.CancelScope(shield=True):
                 paths = await anyio.to_thread.run_sync(write)
             for path in paths:
-                _written(path, "profile" if path.suffix == ".pstats" else "profile summary")
+                self._written(path, "profile" if path.suffix == ".pstats" else "profile summary")
 
 
 def claim_diagnostics(
-    config: ShutdownConfig, owner: str, *, nested: bool = False
+    config: ShutdownConfig,
+    owner: str,
+    *,
+    nested: bool = False,
+    on_written: Callable[[Path, str], None] = _written,
 ) -> Diagnostics | None:
     """A claimed :class:`Diagnostics` when the config asks for it and this
-    coordinator may have SIGUSR1/SIGUSR2, else ``None`` (with the reason logged)."""
+    coordinator may have SIGUSR1/SIGUSR2, else ``None`` (with the reason logged).
+    ``on_written(path, kind)`` is told of every file written."""
     if not config.diagnostics:
         return None
     if _DUMP_SIGNAL is None or _PROFILE_SIGNAL is None:  # pragma: no cover - Windows
@@ -601,7 +618,7 @@ def claim_diagnostics(
     if nested:
         logger.debug("diagnostics: the enclosing coordinator is in charge of the signals")
         return None
-    diagnostics = Diagnostics(config, owner)
+    diagnostics = Diagnostics(config, owner, on_written)
     try:
         diagnostics.claim()
     except ShutdownError as exc:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from ._config import ConfigOverrides
+    from .instrumentation import Observer
 
 __all__ = ["exit_code", "run"]
 
@@ -28,6 +29,7 @@ def run(
     backend: str = "asyncio",
     backend_options: Mapping[str, Any] | None = None,
     hooks: Hooks | Iterable[Hooks] | None = None,
+    observers: Iterable[Observer] | None = None,
     **config: Unpack[ConfigOverrides],
 ) -> NoReturn:
     """Run ``main(coord)`` inside a :class:`ShutdownCoordinator` and exit the process.
@@ -42,6 +44,7 @@ def run(
         backend: ``"asyncio"`` or ``"trio"``, as for :func:`anyio.run`.
         backend_options: passed to :func:`anyio.run` (``{"use_uvloop": True}``).
         hooks: registries, as for :class:`ShutdownCoordinator`.
+        observers: observers of shutdown events, as for :class:`ShutdownCoordinator`.
         **config: :class:`ShutdownConfig` fields.
 
     Example::
@@ -61,7 +64,7 @@ def run(
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}; got {backend!r}")
     # Built here so that bad configuration fails before the event loop starts.
-    coord = ShutdownCoordinator(hooks=hooks, **config)
+    coord = ShutdownCoordinator(hooks=hooks, observers=observers, **config)
 
     async def _main() -> None:
         async with coord:

@@ -621,6 +621,30 @@ def report_file(backend: str, variant: str) -> None:
     out("EXITED")
 
 
+@scenario
+def systemd(backend: str, variant: str) -> None:
+    """sd_notify to ``NOTIFY_SOCKET``: a wrap-up hook that ends when the parent says,
+    with progress lines (and STATUS messages) while it runs."""
+
+    async def main() -> None:
+        async with ShutdownCoordinator(
+            hooks=gracestop.Hooks(), wait_time=10, wrap_up_time=10, progress_interval=0.05
+        ) as coord:
+
+            @coord.on_wrap_up(name="flush")
+            async def flush() -> None:
+                out("HOOK-START flush")
+                await wait_for_go()
+                out("HOOK-END flush")
+
+            out("READY")
+            await anyio.sleep_forever()
+        print_report(coord)
+
+    anyio.run(main, backend=backend)
+    out("EXITED")
+
+
 def entry() -> None:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
