@@ -612,7 +612,7 @@ async def test_graceful_runs_a_coordinator_for_the_lifespan() -> None:
         assert (await call_http(app, http_scope("/x"))).body == b"app"
         assert log == ["app startup"]
         assert await lifespan.ask("lifespan.shutdown") == {"type": "lifespan.shutdown.complete"}
-    assert log == ["app startup", "wrap-up hook", "shutdown hook", "app shutdown"]
+    assert log == ["app startup", "app shutdown", "wrap-up hook", "shutdown hook"]
     assert coord.report is not None
     assert coord.report.trigger.kind == "exit"
     assert (await call_http(app, http_scope("/livez"))).status == 503
@@ -660,7 +660,7 @@ async def test_graceful_shutdown_failure_is_reported() -> None:
             "type": "lifespan.shutdown.failed",
             "message": "flush failed",
         }
-    assert log == ["app startup", "wrap-up hook", "shutdown hook", "app shutdown"]
+    assert log == ["app startup", "app shutdown", "wrap-up hook", "shutdown hook"]
 
 
 async def test_graceful_coordinator_stopping_first_still_answers_the_shutdown() -> None:
@@ -736,7 +736,7 @@ async def test_graceful_takes_over_the_server_handler(server_handler: Any) -> No
         assert coord.state is not State.DRAINING
         assert await lifespan.ask("lifespan.shutdown") == {"type": "lifespan.shutdown.complete"}
     assert signal.getsignal(signal.SIGUSR1) == handle_exit
-    assert log == ["app startup", "wrap-up hook", "shutdown hook", "app shutdown"]
+    assert log == ["app startup", "wrap-up hook", "app shutdown", "shutdown hook"]
     assert coord.report is not None and coord.report.ok
 
 

@@ -443,6 +443,7 @@ class GracefulApp:
         inner = _InnerLifespan(self.app, scope)
         takeover = _SignalTakeover(coord, self._signals)
         shutdown_received = False
+        kind = "lifespan.startup"
         failure: str | None = None
         try:
             async with anyio.create_task_group() as tg:
@@ -451,21 +452,23 @@ class GracefulApp:
                     self.middleware._bound = coord
                     failure = await inner.startup(tg)
                     if failure is None:
+                        kind = "lifespan.shutdown"
                         takeover.install()
                         tg.start_soon(takeover.forward_after_drain, name="gracestop forward")
-                        # The shutdown phase waits for the server's own drain:
-                        # lifespan.shutdown comes once its connections are closed.
+                        # The shutdown phase waits for the server's own drain
+                        # (lifespan.shutdown comes once its connections are closed)
+                        # and for the app's lifespan shutdown, which may still use
+                        # what the shutdown hooks close.
                         async with coord.hold("server drain"):
                             await send({"type": "lifespan.startup.complete"})
                             await _expect(receive, "lifespan.shutdown")
                             shutdown_received = True
-                if failure is None:
-                    if not shutdown_received:
-                        await _expect(receive, "lifespan.shutdown")
+                            with anyio.CancelScope(shield=True):
+                                failure = await inner.shutdown()
+                if kind == "lifespan.shutdown" and not shutdown_received:
+                    # The coordinator stopped first (wrap_up_time ran out).
+                    await _expect(receive, "lifespan.shutdown")
                     failure = await inner.shutdown()
-                    kind = "lifespan.shutdown"
-                else:
-                    kind = "lifespan.startup"
                 tg.cancel_scope.cancel()
         finally:
             takeover.restore()
