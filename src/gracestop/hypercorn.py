@@ -43,7 +43,7 @@ from ._serving import (
 )
 from .asgi import ShutdownMiddleware
 
-__all__ = ["ServerStartupError", "serve"]
+__all__ = ["HOOK_ORDER", "ServerStartupError", "serve"]
 
 _OWNED = frozenset({"graceful_timeout"})
 

@@ -49,7 +49,7 @@ from ._serving import (
 )
 from .asgi import ShutdownMiddleware
 
-__all__ = ["ServerStartupError", "serve"]
+__all__ = ["HOOK_ORDER", "ServerStartupError", "serve"]
 
 logger = logging.getLogger("gracestop")
 
