@@ -1,7 +1,7 @@
 """``gracestop.hypercorn.serve`` in process, on asyncio and trio: a real hypercorn
 server and a real httpx client on loopback.
 
-The rollout under load with real signals is in ``tests/process/test_hypercorn.py``.
+The rollout under load with real signals is in ``tests/process/test_hypercorn_process.py``.
 """
 
 from __future__ import annotations

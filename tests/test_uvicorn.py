@@ -1,7 +1,7 @@
 """``gracestop.uvicorn.serve`` in process: a real uvicorn server and a real httpx
 client on loopback. uvicorn runs on asyncio only; on trio ``serve`` refuses.
 
-The rollout under load with real signals is in ``tests/process/test_uvicorn.py``.
+The rollout under load with real signals is in ``tests/process/test_uvicorn_process.py``.
 """
 
 from __future__ import annotations
