@@ -799,3 +799,37 @@ async def test_graceful_leaves_event_loop_handlers_alone(caplog: pytest.LogCaptu
                 assert signal.getsignal(signal.SIGUSR2) == before
                 await lifespan.ask("lifespan.shutdown")
         assert "through its event loop" in caplog.text
+
+
+async def test_an_app_lifespan_that_raises_later_is_logged_and_the_shutdown_completes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def crashing(scope: Scope, receive: Receive, send: Send) -> None:
+        assert (await receive())["type"] == "lifespan.startup"
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        raise RuntimeError("pool already gone")
+
+    log: list[str] = []
+    app = graceful(crashing, hooks=recording_hooks(log), signals=())
+    with caplog.at_level(logging.ERROR, logger="gracestop"):
+        async with serving(app) as lifespan:
+            assert (await lifespan.ask("lifespan.startup"))["type"] == "lifespan.startup.complete"
+            assert await lifespan.ask("lifespan.shutdown") == {"type": "lifespan.shutdown.complete"}
+    assert log == ["wrap-up hook", "shutdown hook"]
+    assert "the app's lifespan raised" in caplog.text
+    assert "pool already gone" in caplog.text
+
+
+def test_which_server_handlers_are_taken_over() -> None:
+    from gracestop.asgi import _can_take_over
+
+    def handle_exit(signum: int, frame: object) -> None:  # pragma: no cover - never called
+        pass
+
+    assert _can_take_over(handle_exit)
+    assert _can_take_over(signal.SIG_DFL)
+    assert not _can_take_over(signal.SIG_IGN)
+    assert not _can_take_over(None)
+    # Raises KeyboardInterrupt wherever it is called: left to the interpreter.
+    assert not _can_take_over(signal.default_int_handler)
