@@ -32,6 +32,7 @@ def test_probes_follow_the_shutdown_and_the_worker_exits_0(backend: str) -> None
             )
             assert client.get("/livez").status_code == 200
             signalled = worker.signal(signal.SIGTERM)
+            worker.expect_err("received SIGTERM", 10)
             draining = client.get("/readyz")
             live = client.get("/livez")
             asked_by = time.monotonic()
