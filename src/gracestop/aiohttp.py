@@ -27,13 +27,15 @@ The timeline after SIGTERM:
 1. At once: ``/readyz`` answers 503 and every response carries ``Connection: close``,
    so clients reconnect and load balancers stop routing here. Requests are still
    served, on new connections too, for the coordinator's ``drain_delay``.
-2. When the wrap-up phase starts: the listening socket is closed, idle keep-alive
-   connections are closed, websockets are closed with code 1001 (going away), and
-   the requests in flight get until ``shutdown_timeout`` (by default, the wrap-up
-   time less a short reserve) to finish. What is still running then, such as an
-   endless stream, is cancelled.
-3. ``runner.cleanup()`` runs the application's ``on_shutdown`` and ``on_cleanup``.
-4. Then the coordinator's shutdown hooks run: after the last request.
+2. When the wrap-up phase starts: websockets are closed with code 1001 (going
+   away), the listening socket and the idle keep-alive connections are closed, and
+   the requests in flight get the wrap-up time left, less a tenth of it (at most
+   0.5 s), or ``shutdown_timeout`` if shorter, to finish. What is still running
+   then, such as an endless stream, is cancelled.
+3. ``runner.cleanup()`` runs the application's ``on_shutdown``, ``on_cleanup`` and
+   cleanup contexts.
+4. Then the application's own wrap-up hooks run (the server's hook has
+   ``order=HOOK_ORDER``, -1000), then the shutdown hooks: after the last request.
 
 Every request (websockets included) is a :meth:`~gracestop.ShutdownCoordinator.hold`
 while it runs, so the wrap-up phase does not end under it.
@@ -59,17 +61,24 @@ from ._config import parse_timeout
 from ._coordinator import ShutdownCoordinator
 from ._health import ProbeAnswer, check_path, liveness, method_not_allowed, readiness
 from ._hooks import HookContext
-from ._report import ShutdownError, State
+from ._report import ShutdownError
+from ._serving import (
+    HOOK_ORDER,
+    ServerStartupError,
+    check_running,
+    running_on_asyncio,
+    wrap_up_left,
+)
 
-__all__ = ["serve", "setup"]
+__all__ = ["HOOK_ORDER", "ServerStartupError", "serve", "setup"]
 
 logger = logging.getLogger("gracestop")
 
 _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-#: Time kept back from the wrap-up window to cancel what is left and run the
-#: application's cleanup: a fifth of the window, at most this.
-_RESERVE = 1.0
+#: After the drain, how long the requests cancelled then may take to end: a
+#: tenth of the wrap-up time, at most this.
+_CANCEL_WAIT = 0.5
 #: Bound on the last cleanup when :func:`serve` itself is cancelled.
 _LAST_CLEANUP = 1.0
 _GOING_AWAY = b"server shutting down"
@@ -93,12 +102,13 @@ class _Tracker:
             return self._probe(request, readiness(self.coord))
         if path == self.livez:
             return self._probe(request, liveness(self.coord))
-        if not self.coord.accepting and _is_websocket_upgrade(request):
+        websocket = _is_websocket_upgrade(request)
+        if websocket and not self.coord.accepting:
             # Accepted after the drain began, it would only be closed at once.
             return web.json_response(
                 {"status": "shutting down", "state": self.coord.state.value}, status=503
             )
-        name = f"aiohttp {request.method} {path}"
+        name = f"websocket {path}" if websocket else f"http {request.method} {path}"
         task = asyncio.current_task()
         async with self.coord.hold(name):
             if task is not None:
@@ -234,16 +244,6 @@ def _tracker_for(
     return tracker
 
 
-def _require_asyncio() -> None:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        raise ShutdownError(
-            "gracestop.aiohttp.serve() needs asyncio: aiohttp does not run on trio. "
-            "Use anyio's asyncio backend (gracestop.run(main, backend='asyncio'))."
-        ) from None
-
-
 async def serve(
     app: web.Application,
     coord: ShutdownCoordinator,
@@ -253,7 +253,7 @@ async def serve(
     readyz: str | None = "/readyz",
     livez: str | None = "/livez",
     shutdown_timeout: float | str | None = None,
-    order: int = -100,
+    order: int = HOOK_ORDER,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
     **runner_options: Any,
 ) -> None:
@@ -268,13 +268,14 @@ async def serve(
                 print("listening on", port)
 
     It installs the middleware of :func:`setup` (probes at ``readyz`` and
-    ``livez``), starts the server, and registers on ``coord`` a wrap-up hook,
-    named ``aiohttp <host>:<port>``, with ``order`` (by default -100, so it runs
-    before the application's own wrap-up hooks). The hook closes the listening
-    socket, closes idle connections and websockets (code 1001), waits for the
-    requests in flight, cancels those still running after ``shutdown_timeout``,
-    and runs ``runner.cleanup()`` (the application's ``on_shutdown`` and
-    ``on_cleanup``). :func:`serve` returns once that is done.
+    ``livez``), starts the server, and registers on ``coord`` a wrap-up hook named
+    ``aiohttp <host>:<port>`` with ``order`` (:data:`HOOK_ORDER`, -1000, by
+    default: the server drains before the application's own wrap-up hooks run).
+    The hook closes websockets with code 1001, closes the listening socket and the
+    idle connections, waits for the requests in flight, cancels those still
+    running when the drain time is up, and runs ``runner.cleanup()`` (the
+    application's ``on_shutdown``, ``on_cleanup`` and cleanup contexts).
+    :func:`serve` returns once that is done.
 
     Args:
         app: the application; it must not have started.
@@ -283,22 +284,30 @@ async def serve(
         port: the TCP port; 0 picks a free one, reported through ``task_status``.
         readyz: path of the readiness probe, or ``None``.
         livez: path of the liveness probe, or ``None``.
-        shutdown_timeout: how long requests in flight may take once the wrap-up
-            phase has started (any duration form). By default, the wrap-up time
-            less a reserve of a fifth of it (at most 1 s) for cancelling what is
-            left and running the cleanup. Never longer than the wrap-up phase.
+        shutdown_timeout: the longest the requests in flight may take once the
+            wrap-up phase has started (any duration form). The drain never lasts
+            longer than the wrap-up time left, less a tenth of it (at most 0.5 s)
+            for the application's cleanup.
         order: the ``order`` of the wrap-up hook.
         task_status: for ``tg.start``; receives the bound port.
         **runner_options: passed to ``web.AppRunner`` (``access_log``,
-            ``keepalive_timeout``, ...).
+            ``keepalive_timeout``, ...), except ``handle_signals`` and
+            ``shutdown_timeout``, which serve sets itself.
 
     Raises:
-        ShutdownError: not running on asyncio, the coordinator is not entered or
-            its shutdown has begun, or the application is set up otherwise.
-        OSError: the address cannot be bound (in use, say).
+        ShutdownError: on trio (aiohttp runs on asyncio only), when ``coord`` is
+            not entered or its shutdown has begun, or when the application was set
+            up with another coordinator.
+        ServerStartupError: the server could not start (the address is in use,
+            say); the ``OSError`` is its cause.
         TypeError, ValueError: a bad argument, named in the message.
     """
-    _require_asyncio()
+    if not running_on_asyncio():
+        raise ShutdownError(
+            "gracestop.aiohttp.serve() needs asyncio: aiohttp does not run on trio. "
+            "Use anyio's asyncio backend (gracestop.run(main, backend='asyncio'))."
+        )
+    check_running(coord)
     tracker = _tracker_for(app, coord, readyz, livez)
     if not isinstance(host, str):
         raise TypeError(f"host must be a str; got {type(host).__name__} {host!r}")
@@ -317,21 +326,21 @@ async def serve(
                 f"{name} cannot be passed to web.AppRunner through serve(): "
                 "the coordinator handles signals and the drain"
             )
-    if coord.state is not State.RUNNING:
-        raise ShutdownError(
-            f"serve() needs an entered coordinator whose shutdown has not begun; {coord!r}"
-        )
 
-    wrap_up = coord.config.wrap_up_time
-    reserve = min(_RESERVE, wrap_up / 5)
+    cancel_wait = min(_CANCEL_WAIT, coord.config.wrap_up_time / 10)
+    # aiohttp's own timeout only matters for handlers that ignore cancellation:
+    # serve() has drained and cancelled the requests before runner.cleanup().
     runner = web.AppRunner(
-        app, handle_signals=False, shutdown_timeout=max(reserve, 0.1), **runner_options
+        app, handle_signals=False, shutdown_timeout=max(cancel_wait, 0.1), **runner_options
     )
-    server = _Server(runner, tracker, reserve, timeout)
+    server = _Server(runner, tracker, cancel_wait, timeout)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise ServerStartupError(f"aiohttp could not start on {host}:{port}: {exc}") from exc
         bound = runner.addresses[0][1]
         server.label = f"aiohttp {host}:{bound}"
         coord.on_wrap_up(name=server.label, order=order)(server.drain)
@@ -351,12 +360,12 @@ class _Server:
         self,
         runner: web.AppRunner,
         tracker: _Tracker,
-        reserve: float,
+        cancel_wait: float,
         timeout: float | None,
     ) -> None:
         self.runner = runner
         self.tracker = tracker
-        self.reserve = reserve
+        self.cancel_wait = cancel_wait
         self.timeout = timeout
         self.label = "aiohttp"
         self.done = anyio.Event()
@@ -364,19 +373,22 @@ class _Server:
 
     async def drain(self, ctx: HookContext) -> None:
         """Stop accepting, drain the requests in flight, clean the application up."""
+        if self.done.is_set():
+            return  # serve() was cancelled and has cleaned up already
         tracker = self.tracker
-        # The hook starts with the wrap-up phase; the drain must end in time for
-        # the cleanup to finish before the shutdown hooks (closing the database).
-        budget = min(tracker.coord.config.wrap_up_time, ctx.remaining()) - self.reserve
+        started = anyio.current_time()
+        # The drain ends in time for the cleanup to finish before the shutdown
+        # hooks (closing the database) start.
+        budget = wrap_up_left(tracker.coord, ctx, started)
         if self.timeout is not None:
             budget = min(budget, self.timeout)
-        deadline = anyio.current_time() + max(0.0, budget)
         logger.info(
-            "%s: stopped accepting; draining %d request(s) and %d websocket(s) for up to %.3gs",
+            "%s: stopped accepting; draining %d request(s), closing %d websocket(s); "
+            "streams are cut in %.3gs",
             self.label,
             len(tracker.tasks),
             len(tracker.websockets),
-            max(0.0, budget),
+            budget,
         )
         for site in list(self.runner.sites):
             await site.stop()
@@ -385,24 +397,27 @@ class _Server:
             # Idle keep-alive connections close now, busy ones after their response.
             for conn in list(server.connections):
                 conn.close()
-        with anyio.move_on_at(deadline):
+        with anyio.move_on_at(started + budget):
             await tracker.close_websockets()
             await tracker.wait_idle()
         if tracker.tasks:
             names = sorted(tracker.tasks.values())
+            shown = ", ".join(names[:10]) + (
+                f" and {len(names) - 10} more" if len(names) > 10 else ""
+            )
             logger.warning(
                 "%s: cancelling %d request(s) still running after the drain: %s",
                 self.label,
                 len(names),
-                ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else ""),
+                shown,
             )
             for task in list(tracker.tasks):
                 task.cancel()
-            with anyio.move_on_after(self.reserve / 2):
+            with anyio.move_on_after(self.cancel_wait):
                 await tracker.wait_idle()
-        started = time.monotonic()
+        began = time.monotonic()
         await self.cleanup()
-        logger.info("%s: cleaned up in %.3gs", self.label, time.monotonic() - started)
+        logger.info("%s: cleaned up in %.3gs", self.label, time.monotonic() - began)
 
     async def cleanup(self) -> None:
         """``runner.cleanup()``, once, whoever gets here first."""
