@@ -182,6 +182,8 @@ async def test_probe_paths_are_configurable_or_off(client: httpx.AsyncClient) ->
             # Turned off or moved: the application answers.
             assert (await client.get(url + "/livez")).text == "app /livez"
             assert (await client.get(url + "/readyz")).text == "app /readyz"
+            head = await client.head(url + "/health/ready")
+            assert (head.status_code, head.content) == (200, b"")
             posted = await client.post(url + "/health/ready")
             assert posted.status_code == 405
             assert posted.json() == {"status": "method not allowed"}
@@ -397,7 +399,7 @@ async def test_bad_arguments_are_named(
             await gracestop.aiohttp.serve(web.Application(), coord, **options)  # type: ignore[arg-type]
 
 
-async def test_setup_refuses_bad_apps_and_a_second_coordinator() -> None:
+async def test_setup_and_serve_refuse_bad_apps_and_a_second_coordinator() -> None:
     async with coordinator() as coord:
         with pytest.raises(TypeError, match=r"app must be an aiohttp\.web\.Application; got dict"):
             gracestop.aiohttp.setup({}, coord)  # type: ignore[arg-type]
@@ -413,6 +415,12 @@ async def test_setup_refuses_bad_apps_and_a_second_coordinator() -> None:
         frozen.freeze()
         with pytest.raises(ShutdownError, match="started already"):
             gracestop.aiohttp.setup(frozen, coord)
+        with pytest.raises(ShutdownError, match="started already"):
+            await gracestop.aiohttp.serve(frozen, coord, port=0)
+        # Set up, then started some other way: serve() cannot run it from the start.
+        app.freeze()
+        with pytest.raises(ShutdownError, match="started already"):
+            await gracestop.aiohttp.serve(app, coord, port=0)
 
 
 @pytest.mark.parametrize("anyio_backend", ["trio"])

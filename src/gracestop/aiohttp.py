@@ -178,8 +178,9 @@ def setup(
     """Install gracestop's middleware on ``app`` (before it starts).
 
     :func:`serve` calls this for you; call it yourself to serve the application
-    some other way (``web.AppRunner`` of your own, gunicorn's aiohttp worker) and
-    still get the probes, the holds and ``Connection: close``.
+    some other way (a ``web.AppRunner`` and site of your own) and still get the
+    probes, the holds and ``Connection: close``; closing the listener, the
+    websockets and the drain are then up to you.
 
     The middleware goes first in ``app.middlewares``, so it sees every request:
 
@@ -296,8 +297,8 @@ async def serve(
 
     Raises:
         ShutdownError: on trio (aiohttp runs on asyncio only), when ``coord`` is
-            not entered or its shutdown has begun, or when the application was set
-            up with another coordinator.
+            not entered or its shutdown has begun, or when the application has
+            started already or was set up with another coordinator.
         ServerStartupError: the server could not start (the address is in use,
             say); the ``OSError`` is its cause.
         TypeError, ValueError: a bad argument, named in the message.
@@ -309,6 +310,10 @@ async def serve(
         )
     check_running(coord)
     tracker = _tracker_for(app, coord, readyz, livez)
+    if app.frozen:
+        raise ShutdownError(
+            "the application has started already (it is frozen); serve() runs it from the start"
+        )
     if not isinstance(host, str):
         raise TypeError(f"host must be a str; got {type(host).__name__} {host!r}")
     if not host:
