@@ -833,3 +833,24 @@ def test_which_server_handlers_are_taken_over() -> None:
     assert not _can_take_over(None)
     # Raises KeyboardInterrupt wherever it is called: left to the interpreter.
     assert not _can_take_over(signal.default_int_handler)
+
+
+async def test_closing_a_websocket_whose_client_is_gone_raises_nothing() -> None:
+    log: list[str] = []
+    async with ShutdownCoordinator(signals=()) as coord:
+        app = ShutdownMiddleware(echo_ws_app(log), coord)
+        ws = WebSocketClient(app)
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ws.run)
+                await ws.send({"type": "websocket.connect"})
+                assert (await ws.next())["type"] == "websocket.accept"
+                # The server can no longer send: its send raises.
+                ws.from_app.close()
+                with anyio.fail_after(TIMEOUT):
+                    await app.close_websockets()
+        finally:
+            ws.close()
+        assert ws.error is None
+        assert log == ["handler cancelled"]
+        assert coord.open_holds == ()

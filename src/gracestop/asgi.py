@@ -319,9 +319,13 @@ class _Session:
                     raise
             if self.close_code is not None and not self.closed:
                 self.closed = True
-                await self._send_to_server(
-                    {"type": "websocket.close", "code": self.close_code, "reason": "going away"}
-                )
+                close = {"type": "websocket.close", "code": self.close_code, "reason": "going away"}
+                try:
+                    await self._send_to_server(close)
+                except Exception as exc:
+                    # The client left while the handler was being stopped: each
+                    # server says so with an exception of its own.
+                    logger.debug("websocket %s gone before its close: %r", scope.get("path"), exc)
         finally:
             self.done.set()
 
