@@ -25,13 +25,13 @@ from _load import Load, ServerProcess, iter_sse_events
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-DRAIN_DELAY = 1.0
+DRAIN_DELAY = 1.2
 WRAP_UP_TIME = 4.0
 WAIT_TIME = 8.0
-SLOW = 1.5
+SLOW = 1.8
 # A request started this long before the end of the drain delay may still reach
 # the server after it stopped accepting (a busy machine delays the connect).
-CONNECT_MARGIN = 0.25
+CONNECT_MARGIN = 0.35
 
 
 def server_options(db: str) -> list[str]:
