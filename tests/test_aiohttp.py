@@ -407,9 +407,13 @@ async def test_serve_needs_a_running_coordinator() -> None:
 async def test_bad_arguments_are_named(
     options: dict[str, object], error: type[Exception], message: str
 ) -> None:
+    app = web.Application()
     async with coordinator() as coord:
         with pytest.raises(error, match=re.escape(message)):
-            await gracestop.aiohttp.serve(web.Application(), coord, **options)  # type: ignore[arg-type]
+            await gracestop.aiohttp.serve(app, coord, **options)  # type: ignore[arg-type]
+    # Refused before anything was installed on the application.
+    assert len(app.middlewares) == 0
+    assert not app.on_response_prepare
 
 
 async def test_setup_and_serve_refuse_bad_apps_and_a_second_coordinator() -> None:

@@ -309,11 +309,6 @@ async def serve(
             "Use anyio's asyncio backend (gracestop.run(main, backend='asyncio'))."
         )
     check_running(coord)
-    tracker = _tracker_for(app, coord, readyz, livez)
-    if app.frozen:
-        raise ShutdownError(
-            "the application has started already (it is frozen); serve() runs it from the start"
-        )
     if not isinstance(host, str):
         raise TypeError(f"host must be a str; got {type(host).__name__} {host!r}")
     if not host:
@@ -325,12 +320,16 @@ async def serve(
     timeout = parse_timeout(shutdown_timeout, "shutdown_timeout")
     if not isinstance(order, int) or isinstance(order, bool):
         raise TypeError(f"order must be an int; got {type(order).__name__} {order!r}")
-    for name in ("handle_signals", "shutdown_timeout"):
-        if name in runner_options:
-            raise TypeError(
-                f"{name} cannot be passed to web.AppRunner through serve(): "
-                "the coordinator handles signals and the drain"
-            )
+    if "handle_signals" in runner_options:
+        raise TypeError(
+            "handle_signals cannot be passed to web.AppRunner through serve(): "
+            "the coordinator handles the signals"
+        )
+    tracker = _tracker_for(app, coord, readyz, livez)
+    if app.frozen:
+        raise ShutdownError(
+            "the application has started already (it is frozen); serve() runs it from the start"
+        )
 
     cancel_wait = min(_CANCEL_WAIT, coord.config.wrap_up_time / 10)
     # aiohttp's own timeout only matters for handlers that ignore cancellation:
