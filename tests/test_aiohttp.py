@@ -53,6 +53,7 @@ class App:
         self.app.router.add_get("/slow", self.slow)
         self.app.router.add_get("/stream", self.stream)
         self.app.router.add_get("/ws", self.ws)
+        self.app.router.add_get("/push", self.push)
         self.app.on_shutdown.append(self.on_shutdown)
         self.app.on_cleanup.append(self.on_cleanup)
 
@@ -86,6 +87,17 @@ class App:
             if msg.type is WSMsgType.TEXT:
                 await ws.send_str(msg.data)
         self.events.append("ws handler done")
+        return ws
+
+    async def push(self, request: web.Request) -> web.WebSocketResponse:
+        """A websocket the server only writes to: no task is receiving on it."""
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        self.ws_open.set()
+        while not ws.closed:
+            await ws.send_str("tick")
+            await asyncio.sleep(0.05)
+        self.events.append("push handler done")
         return ws
 
     async def on_shutdown(self, app: web.Application) -> None:
@@ -299,6 +311,41 @@ async def test_websockets_are_closed_with_1001_at_the_wrap_up() -> None:
             assert closed.value.rcvd.reason == "server shutting down"
     assert app.events == ["ws handler done", "app on_shutdown", "app on_cleanup", "db closed"]
     assert coord.report is not None and coord.report.ok, coord.report.render()
+
+
+async def test_a_websocket_peer_that_never_answers_the_close_does_not_hold_the_drain() -> None:
+    app = App()
+    async with coordinator(wrap_up_time=5, wait_time=8) as coord:
+        async with anyio.create_task_group() as tg:
+            url = await start(tg, app.app, coord)
+            port = int(url.rsplit(":", 1)[1])
+            async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+                await stream.send(
+                    b"GET /push HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                    b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                    b"Sec-WebSocket-Version: 13\r\n\r\n"
+                )
+                received = b""
+                with anyio.fail_after(TIMEOUT):
+                    while b"\r\n\r\n" not in received:
+                        received += await stream.receive()
+                    await app.ws_open.wait()
+                assert received.startswith(b"HTTP/1.1 101")
+                received = received.split(b"\r\n\r\n", 1)[1]
+                coord.shutdown("test")
+                # Read up to the server's close frame, never answer it, keep the
+                # socket open.
+                with anyio.fail_after(TIMEOUT):
+                    while b"\x88" not in received:
+                        received += await stream.receive()
+                    await coord.finished()
+    close = received[received.index(b"\x88") :]  # FIN + close opcode
+    assert int.from_bytes(close[2:4], "big") == 1001, received
+    report = coord.report
+    assert report is not None and report.ok, report.render()
+    # Well before the drain time (about 4.5 s) or aiohttp's 10 s close timeout.
+    assert report.duration < 3, report.render()
+    assert "push handler done" in app.events
 
 
 async def test_setup_alone_refuses_websocket_upgrades_once_wrapping_up(
