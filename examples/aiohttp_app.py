@@ -172,7 +172,7 @@ async def main(args: argparse.Namespace) -> int:
                 port=args.port,
                 access_log=None,
             )
-            port = await tg.start(serve)
+            (_, port), *_ = await tg.start(serve)
             say(f"LISTENING {port}")
     print_outcome(coord, db, args.json_report)
     return gracestop.exit_code(coord)

@@ -116,14 +116,15 @@ def add_close_db(coord: ShutdownCoordinator, events: list[str]) -> None:
 async def start(
     tg: anyio.abc.TaskGroup, app: web.Application, coord: ShutdownCoordinator, **options: object
 ) -> str:
-    port = await tg.start(lambda task_status: _serve(app, coord, task_status, options))
-    return f"http://127.0.0.1:{port}"
+    addresses = await tg.start(lambda task_status: _serve(app, coord, task_status, options))
+    assert len(addresses) == 1 and addresses[0][0] == "127.0.0.1", addresses
+    return f"http://127.0.0.1:{addresses[0][1]}"
 
 
 async def _serve(
     app: web.Application,
     coord: ShutdownCoordinator,
-    task_status: anyio.abc.TaskStatus[int],
+    task_status: anyio.abc.TaskStatus[list[tuple[str, int]]],
     options: dict[str, object],
 ) -> None:
     await gracestop.aiohttp.serve(

@@ -255,17 +255,17 @@ async def serve(
     livez: str | None = "/livez",
     shutdown_timeout: float | str | None = None,
     order: int = HOOK_ORDER,
-    task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
+    task_status: TaskStatus[list[tuple[str, int]]] = anyio.TASK_STATUS_IGNORED,
     **runner_options: Any,
 ) -> None:
     """Serve ``app`` on ``host:port`` until the coordinator has drained it.
 
     Call it inside ``async with ShutdownCoordinator() as coord:``, directly or with
-    ``tg.start`` to learn the port (useful with ``port=0``)::
+    ``tg.start`` to learn the addresses it is bound to (useful with ``port=0``)::
 
         async with gracestop.Coordinator(drain_delay=5) as coord:
             async with anyio.create_task_group() as tg:
-                port = await tg.start(gracestop.aiohttp.serve, app, coord, port=0)
+                (host, port), *_ = await tg.start(gracestop.aiohttp.serve, app, coord, port=0)
                 print("listening on", port)
 
     It installs the middleware of :func:`setup` (probes at ``readyz`` and
@@ -290,7 +290,9 @@ async def serve(
             longer than the wrap-up time left, less a tenth of it (at most 0.5 s)
             for the application's cleanup.
         order: the ``order`` of the wrap-up hook.
-        task_status: for ``tg.start``; receives the bound port.
+        task_status: for ``tg.start``; receives the bound ``(host, port)``
+            addresses, as ``gracestop.uvicorn.serve`` and ``gracestop.hypercorn.serve``
+            report them (one per address ``host`` resolves to).
         **runner_options: passed to ``web.AppRunner`` (``access_log``,
             ``keepalive_timeout``, ...), except ``handle_signals`` and
             ``shutdown_timeout``, which serve sets itself.
@@ -345,8 +347,8 @@ async def serve(
             await site.start()
         except OSError as exc:
             raise ServerStartupError(f"aiohttp could not start on {host}:{port}: {exc}") from exc
-        bound = runner.addresses[0][1]
-        server.label = f"aiohttp {host}:{bound}"
+        bound = [(str(a[0]), int(a[1])) for a in runner.addresses]
+        server.label = f"aiohttp {host}:{bound[0][1]}"
         coord.on_wrap_up(name=server.label, order=order)(server.drain)
         logger.info("%s: serving", server.label)
         task_status.started(bound)
