@@ -424,6 +424,37 @@ async def test_serve_cancelled_from_outside_cleans_up(client: httpx.AsyncClient)
     assert coord.report is not None and coord.report.ok
 
 
+async def test_serve_cancelled_cuts_the_requests_in_flight_at_once(
+    client: httpx.AsyncClient,
+) -> None:
+    app = App()
+    errors: list[Exception] = []
+
+    async def read_stream(url: str) -> None:
+        try:
+            async with client.stream("GET", url + "/stream") as response:
+                async for _ in response.aiter_lines():
+                    pass
+        except httpx.RemoteProtocolError as exc:
+            errors.append(exc)
+
+    # A long wrap-up time gives aiohttp's own shutdown a long wait per request:
+    # longer than serve() allows itself when cancelled.
+    async with coordinator(wrap_up_time=10, wait_time=20) as coord:
+        with anyio.fail_after(TIMEOUT):
+            async with anyio.create_task_group() as outer:
+                async with anyio.create_task_group() as tg:
+                    url = await start(tg, app.app, coord)
+                    outer.start_soon(read_stream, url)
+                    await app.stream_started.wait()
+                    tg.cancel_scope.cancel()
+                assert app.stream_cancelled
+                # The cleanup ran to its end: the stream did not make it wait.
+                assert app.events == ["app on_shutdown", "app on_cleanup"]
+    assert len(errors) == 1, "the client saw the stream cut"
+    assert coord.report is not None and coord.report.ok
+
+
 async def test_serve_needs_a_running_coordinator() -> None:
     coord = coordinator()
     with pytest.raises(ShutdownError, match="needs a running coordinator"):

@@ -147,6 +147,11 @@ class _Tracker:
             self._idle = anyio.Event()
             await self._idle.wait()
 
+    def cancel_all(self) -> None:
+        """Cancel every request in flight."""
+        for task in list(self.tasks):
+            task.cancel()
+
     async def close_websockets(self) -> None:
         """Close every open websocket with 1001, concurrently."""
         async with anyio.create_task_group() as tg:
@@ -355,6 +360,9 @@ async def serve(
         await server.done.wait()
     finally:
         if not server.done.is_set():
+            # Cancelled (a forced quit, or from outside): cut the requests in flight
+            # at once rather than let aiohttp wait for each of them.
+            tracker.cancel_all()
             with anyio.CancelScope(shield=True), anyio.move_on_after(_LAST_CLEANUP):
                 await server.cleanup()
 
@@ -417,8 +425,7 @@ class _Server:
                 len(names),
                 shown,
             )
-            for task in list(tracker.tasks):
-                task.cancel()
+            tracker.cancel_all()
             with anyio.move_on_after(self.cancel_wait):
                 await tracker.wait_idle()
         began = time.monotonic()
