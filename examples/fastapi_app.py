@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import logging
 import os
 import sqlite3
 import sys
@@ -217,4 +218,6 @@ cli_app = gracestop.asgi.graceful(create_app(cli_db), hooks=cli_hooks, config=co
 
 
 if __name__ == "__main__":
+    # gracestop says what it does (signal, phases, what it waits for) at INFO.
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     sys.exit(anyio.run(main, parse()))

@@ -22,6 +22,7 @@ then the app's lifespan shutdown runs, and only then the shutdown hooks::
 from __future__ import annotations
 
 import copy
+import logging
 import socket
 from types import TracebackType
 from typing import Any, cast
@@ -34,16 +35,22 @@ from hypercorn.utils import wrap_app
 from ._coordinator import ShutdownCoordinator
 from ._hooks import HookContext
 from ._serving import (
+    FORCE_GRACE,
     HOOK_ORDER,
+    InFlight,
     ServerStartupError,
     bound_addresses,
     check_running,
+    drain,
+    run_server,
     running_on_asyncio,
     wrap_up_left,
 )
 from .asgi import ShutdownMiddleware
 
 __all__ = ["HOOK_ORDER", "ServerStartupError", "serve"]
+
+logger = logging.getLogger("gracestop")
 
 _OWNED = frozenset({"graceful_timeout"})
 
@@ -144,20 +151,33 @@ async def serve(
         if done.is_set():
             return
         await middleware.close_websockets(code=1001)
-        config.graceful_timeout = round(wrap_up_left(coord, ctx, started), 3)
+        left = round(wrap_up_left(coord, ctx, started), 3)
+        # hypercorn's own limit is only a backstop: at ``left`` the requests still
+        # running are cut here, which ends them without a cancelled-task traceback.
+        config.graceful_timeout = left + FORCE_GRACE
+        logger.info("hypercorn: no longer accepting; draining for at most %.3gs", left)
         stop.set()
-        await done.wait()
+        await drain(in_flight, done, left)
 
     sockets = _listen(config)
-    try:
-        coord.add_wrap_up_listener(stop_hypercorn, name="hypercorn", order=HOOK_ORDER)
-        task_status.started(bound_addresses([*sockets.secure_sockets, *sockets.insecure_sockets]))
+    in_flight = InFlight(middleware)
+
+    async def run() -> None:
         await worker_serve(
-            wrap_app(cast(Any, middleware), config.wsgi_max_body_size, "asgi"),
+            wrap_app(cast(Any, in_flight), config.wsgi_max_body_size, "asgi"),
             config,
             sockets=sockets,
             shutdown_trigger=stop.wait,
         )
+
+    def force_stop() -> None:
+        config.graceful_timeout = 0
+        stop.set()
+
+    try:
+        coord.add_wrap_up_listener(stop_hypercorn, name="hypercorn", order=HOOK_ORDER)
+        task_status.started(bound_addresses([*sockets.secure_sockets, *sockets.insecure_sockets]))
+        await run_server(run, force_stop, in_flight, done)
     finally:
         done.set()
         _close(sockets)

@@ -40,10 +40,14 @@ from ._coordinator import ShutdownCoordinator
 from ._hooks import HookContext
 from ._report import ShutdownError
 from ._serving import (
+    FORCE_GRACE,
     HOOK_ORDER,
+    InFlight,
     ServerStartupError,
     bound_addresses,
     check_running,
+    drain,
+    run_server,
     running_on_asyncio,
     wrap_up_left,
 )
@@ -131,42 +135,50 @@ async def serve(
             "only); on trio use gracestop.hypercorn.serve()"
         )
     middleware = app if isinstance(app, ShutdownMiddleware) else ShutdownMiddleware(app, coord)
-    config = uvicorn.Config(middleware, **uvicorn_config)
+    in_flight = InFlight(middleware)
+    config = uvicorn.Config(in_flight, **uvicorn_config)
     errors = _ErrorLog()
     uvicorn_logger = logging.getLogger("uvicorn.error")
-
-    def on_started() -> None:
-        uvicorn_logger.removeHandler(errors)
-        task_status.started(bound_addresses([s for srv in server.servers for s in srv.sockets]))
-
-    server = _Server(config, on_started)
+    listening = anyio.Event()
+    server = _Server(config, listening.set)
     done = anyio.Event()
 
     async def stop_uvicorn(ctx: HookContext) -> None:
         started = anyio.current_time()
         if done.is_set():
             return
+        await middleware.close_websockets(code=1001)
+        left = round(wrap_up_left(coord, ctx, started), 3)
+        # uvicorn's own limit is only a backstop: at ``left`` the requests still
+        # running are cut here, which ends them without a cancelled-task traceback.
+        # Typed int by uvicorn, used as a float (asyncio.wait_for's timeout).
+        config.timeout_graceful_shutdown = left + FORCE_GRACE  # type: ignore[assignment]
+        logger.info("uvicorn: no longer accepting; draining for at most %.3gs", left)
+        server.should_exit = True
+        await drain(in_flight, done, left)
+
+    async def run() -> None:
+        uvicorn_logger.addHandler(errors)
         try:
-            await middleware.close_websockets(code=1001)
-            left = round(wrap_up_left(coord, ctx, started), 3)
-            # Typed int by uvicorn, used as a float (asyncio.wait_for's timeout).
-            config.timeout_graceful_shutdown = left  # type: ignore[assignment]
-            logger.info("uvicorn: no longer accepting; draining for at most %.3gs", left)
-            server.should_exit = True
-            await done.wait()
+            await server.serve()
+        except SystemExit as exc:
+            why = "; ".join(errors.messages) or "see the uvicorn.error log"
+            raise ServerStartupError(
+                f"uvicorn could not start on {config.host}:{config.port} ({why})"
+            ) from exc
         finally:
-            # Cut short by the deadline: make uvicorn stop waiting at once.
-            server.force_exit = not done.is_set()
+            uvicorn_logger.removeHandler(errors)
+
+    def force_stop() -> None:
+        # Requests are cut already; no drain, but the app's lifespan still ends.
+        config.timeout_graceful_shutdown = 0
+        server.should_exit = True
+
+    def on_listening() -> None:
+        uvicorn_logger.removeHandler(errors)
+        task_status.started(bound_addresses([s for srv in server.servers for s in srv.sockets]))
 
     coord.add_wrap_up_listener(stop_uvicorn, name="uvicorn", order=HOOK_ORDER)
-    uvicorn_logger.addHandler(errors)
-    try:
-        await server.serve()
-    except SystemExit as exc:
-        why = "; ".join(errors.messages) or "see the uvicorn.error log"
-        raise ServerStartupError(
-            f"uvicorn could not start on {config.host}:{config.port} ({why})"
-        ) from exc
-    finally:
-        done.set()
-        uvicorn_logger.removeHandler(errors)
+    await run_server(
+        run, force_stop, in_flight, done, listening=listening, on_listening=on_listening
+    )

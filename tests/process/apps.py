@@ -8,6 +8,7 @@ serving tests check both servers against one story.
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 
 import anyio
@@ -52,4 +53,5 @@ async def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(name)s: %(message)s")
     sys.exit(anyio.run(main, sys.argv[2:], backend=sys.argv[1]))

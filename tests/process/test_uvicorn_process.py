@@ -12,7 +12,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _drain import CONNECT_MARGIN, DRAIN_DELAY, check_rollout, server_options
+from _drain import (
+    CONNECT_MARGIN,
+    DRAIN_DELAY,
+    WAIT_TIME,
+    check_rollout,
+    in_thread,
+    server_options,
+    sse_stream,
+    wait_event,
+)
 from _load import ROOT, Load, ServerProcess
 
 pytestmark = pytest.mark.process
@@ -60,5 +69,33 @@ def test_uvicorn_command_line_with_the_lifespan_wrapper(tmp_path: Path) -> None:
         assert rc == -signal.SIGTERM, context
         assert "Application shutdown complete." in err, context
         assert "DB writes=" in out and "used_after_close=0" in out, context
+    finally:
+        server.kill()
+
+
+def test_a_second_sigterm_ends_a_stuck_drain_at_once(tmp_path: Path) -> None:
+    """Plain uvicorn ignores a second SIGTERM while a stream holds it; here the
+    second signal forces the quit: exit status 1 at once, the report says so."""
+    server = ServerProcess([sys.executable, "-u", EXAMPLE, *server_options(str(tmp_path / "db"))])
+    try:
+        port = server.listening()
+        thread, sse = in_thread(sse_stream, f"http://127.0.0.1:{port}")
+        server.expect(r"^SSE open$", 10)
+        server.signal(signal.SIGTERM)
+        server.expect_err(r"uvicorn: no longer accepting", 10)  # the drain has begun
+        again = server.signal(signal.SIGTERM)
+        rc, out, err = server.wait(WAIT_TIME + 5)
+        exited = time.monotonic()
+        thread.join(10)
+        context = f"rc {rc}\n--- stdout:\n{out}\n--- stderr:\n{err}"
+        assert rc == 1, context
+        # Well before the drain of the stream (wrap-up time less a reserve) was up.
+        assert exited - again < 2.5, context
+        assert "received SIGTERM again: forcing the quit" in err, context
+        assert "Traceback" not in err, context
+        report = server.report()
+        assert report["forced"] is True and report["forced_by"] == "signal", context
+        assert report["open_holds"] == ["http GET /events"], context
+        wait_event(server, sse.done, "the stream to end", 10)
     finally:
         server.kill()
