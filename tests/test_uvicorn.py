@@ -162,3 +162,32 @@ async def test_serve_checks_its_arguments() -> None:
         coord.shutdown()
         with pytest.raises(ShutdownError, match="running coordinator"):
             await serve(App(), coord, **OPTIONS)
+
+
+@asyncio_only
+async def test_cancelling_serve_cuts_the_requests_in_flight_and_ends_at_once() -> None:
+    app = App()
+    outcomes: list[object] = []
+    async with coordinator(wait_time=20) as coord:
+        async with httpx.AsyncClient(timeout=10) as client:
+            with anyio.fail_after(5):  # far below the 20 s a drain could take
+                async with anyio.create_task_group() as client_tg:
+                    async with anyio.create_task_group() as server_tg:
+                        start = functools.partial(serve, app, coord, **OPTIONS)
+                        (host, port), *_ = await server_tg.start(start)
+
+                        async def fetch_slow() -> None:
+                            try:
+                                response = await client.get(f"http://{host}:{port}/slow")
+                            except httpx.HTTPError as exc:
+                                outcomes.append(type(exc))
+                            else:
+                                outcomes.append(response.status_code)
+
+                        client_tg.start_soon(fetch_slow)
+                        await app.slow_started.wait()
+                        server_tg.cancel_scope.cancel()
+                    assert app.in_flight == 0
+    # Cut before its response began: the server answers 500 and closes.
+    assert outcomes == [500]
+    assert coord.report is not None and coord.report.ok
