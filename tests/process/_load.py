@@ -15,18 +15,17 @@ Typical use::
 
     server = ServerProcess([sys.executable, "-u", "-m", "my.server", "--port", "0"])
     port = server.listening()
-    with Load(f"http://127.0.0.1:{port}/") as load:
+    with Load(f"http://127.0.0.1:{port}", ["/"]) as load:
         load.wait_for_requests(20)
-        signal_at = server.signal(signal.SIGTERM)
-        server.expect(r"^STOP-ACCEPTING")
-    assert not load.failed(started_before=...)
+        signalled = server.signal(signal.SIGTERM)
+        rc, out, err = server.wait(15)
+    assert load.failed(started_before=signalled + drain_delay - margin) == []
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -88,10 +87,6 @@ class ServerProcess(Child):
     def listening(self, timeout: float = 20.0) -> int:
         """Wait for the ``LISTENING <port>`` line; return the port."""
         return int(self.expect(r"^LISTENING (\d+)$", timeout).group(1))
-
-    def value(self, pattern: str, timeout: float = 20.0) -> float:
-        """Wait for a stdout line matching ``pattern`` with one number group; return it."""
-        return float(self.expect(pattern, timeout).group(1))
 
 
 # --------------------------------------------------------------------------- load
@@ -296,10 +291,7 @@ def iter_sse_events(response: httpx.Response) -> Iterator[str]:
             yield line[len("data:") :].strip()
 
 
-LISTENING = re.compile(r"^LISTENING (\d+)$")
-
 __all__ = [
-    "LISTENING",
     "ROOT",
     "Load",
     "Record",
