@@ -5,8 +5,10 @@ on asyncio or on trio.
 SIGTERM ``/readyz`` answers 503 and responses carry ``Connection: close`` while
 the server goes on serving for ``drain_delay``; when the wrap-up phase starts,
 websockets are closed with code 1001, the listeners close and the requests in
-flight finish within the wrap-up time left (hypercorn's ``graceful_timeout``);
-then the app's lifespan shutdown runs, and only then the shutdown hooks::
+flight finish within the wrap-up time left (what still runs then, an endless
+stream say, is cut); then the app's lifespan shutdown runs, and only then the
+shutdown hooks. A second signal cuts the requests in flight and stops the server
+at once::
 
     import gracestop
     import gracestop.hypercorn
@@ -120,7 +122,9 @@ async def serve(
     ``config`` is a ``hypercorn.config.Config`` (copied, not changed);
     ``hypercorn_options`` set its attributes (``bind="0.0.0.0:8000"``,
     ``keep_alive_timeout=5``, ...), except ``graceful_timeout``, which
-    :func:`serve` sets at the shutdown from the wrap-up time left.
+    :func:`serve` sets at the shutdown from the wrap-up time left. Cancelling
+    :func:`serve` (a forced quit does) cuts the requests in flight and stops the
+    server without draining.
 
     The listening sockets are bound before :func:`serve` hands over to hypercorn,
     so a bind failure raises at once, and ``task_status`` receives the bound

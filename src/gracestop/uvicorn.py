@@ -16,9 +16,10 @@ its own signal handling off and lets the coordinator lead::
 On SIGTERM: ``/readyz`` answers 503 and responses carry ``Connection: close``
 while the server goes on serving for ``drain_delay``; when the wrap-up phase
 starts, websockets are closed with code 1001, the listener closes and the
-requests in flight finish, within the wrap-up time left (uvicorn's
-``timeout_graceful_shutdown``); then the app's lifespan shutdown runs, and only
-then the coordinator's shutdown hooks (close the database there).
+requests in flight finish within the wrap-up time left (what still runs then,
+an endless stream say, is cut); then the app's lifespan shutdown runs, and only
+then the coordinator's shutdown hooks (close the database there). A second
+signal cuts the requests in flight and stops the server at once.
 
 uvicorn runs on asyncio only: on trio, :func:`serve` raises
 :class:`~gracestop.ShutdownError`; use :mod:`gracestop.hypercorn` there.
@@ -106,7 +107,8 @@ async def serve(
     requests in flight) unless it already is one. ``uvicorn_config`` goes to
     ``uvicorn.Config`` (``host``, ``port``, ``log_level``, ...), except
     ``timeout_graceful_shutdown``, which :func:`serve` sets at the shutdown from
-    the wrap-up time left.
+    the wrap-up time left. Cancelling :func:`serve` (a forced quit does) cuts the
+    requests in flight and stops the server without draining.
 
     With ``port=0``, learn the port through ``task_status``::
 
