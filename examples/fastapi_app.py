@@ -10,6 +10,7 @@ closed, by a shutdown hook: no request ever meets a closed database.
 
     python examples/fastapi_app.py --port 8000
     curl localhost:8000/slow &  kill -TERM <pid>    # the slow request still gets 200
+    python examples/fastapi_app.py --port 0 --drain-delay 1 --demo   # the same, by itself
 
 Configuration comes from ``GRACESTOP_*`` variables (``GRACESTOP_DRAIN_DELAY=5``,
 ``GRACESTOP_WRAP_UP_TIME=20``, ``GRACESTOP_WAIT_TIME=30``), the command line wins.
@@ -31,6 +32,7 @@ import functools
 import json
 import logging
 import os
+import signal
 import sqlite3
 import sys
 import tempfile
@@ -176,8 +178,20 @@ async def main(args: argparse.Namespace) -> int:
             )
             (_, port), *_ = await tg.start(serve)
             say(f"LISTENING {port}")
+            if args.demo:
+                tg.start_soon(demo, port)
     print_outcome(coord, db, args.json_report)
     return gracestop.exit_code(coord)
+
+
+async def demo(port: int) -> None:
+    """Ask for /slow, send ourselves SIGTERM while it runs, show that it still succeeds."""
+    async with await anyio.connect_tcp("127.0.0.1", port) as stream:
+        await stream.send(b"GET /slow HTTP/1.1\r\nHost: demo\r\n\r\n")
+        await anyio.sleep(0.3)  # the request is in the handler by now
+        os.kill(os.getpid(), signal.SIGTERM)
+        status_line = (await stream.receive()).split(b"\r\n", 1)[0].decode()
+    say(f"DEMO /slow in flight at SIGTERM answered: {status_line}")
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -191,6 +205,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--wait-time", dest="wait_time", type=float)
     parser.add_argument("--log-level", default="warning")
     parser.add_argument("--json-report", action="store_true", help="print REPORT {json}")
+    parser.add_argument("--demo", action="store_true", help="send a request, then SIGTERM")
     return parser.parse_args(argv)
 
 

@@ -109,34 +109,17 @@ def test_examples_are_all_exercised() -> None:
     assert os.access(EXAMPLES / "seed_wrap_up.py", os.R_OK)
 
 
-def test_fastapi_example_serves_then_exits_0_on_sigterm(tmp_path: Path) -> None:
+def test_fastapi_example_demo_answers_the_request_in_flight(tmp_path: Path) -> None:
     # Under load, with a slow request, a stream and a websocket:
     # tests/process/test_uvicorn_process.py.
-    import httpx
-
-    args = ["--port", "0", "--db", str(tmp_path / "db"), "--drain-delay", "0.2"]
-    proc = subprocess.Popen(
-        [sys.executable, "-u", str(EXAMPLES / "fastapi_app.py"), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=EXAMPLES.parent,
-    )
-    try:
-        assert proc.stdout is not None
-        lines = [proc.stdout.readline() for _ in range(2)]
-        port = int(lines[1].split()[1]) if lines[1].startswith("LISTENING") else 0
-        assert port, lines
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
-            assert client.get("/").json() == {"hits": 1}
-            assert client.get("/readyz").status_code == 200
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=15)
-    finally:
-        proc.kill()
-        proc.wait()
+    args = ("--port", "0", "--db", str(tmp_path / "db"), "--drain-delay", "0.5", "--demo")
+    proc = run_example(str(EXAMPLES / "fastapi_app.py"), *args)
+    out, err = proc.stdout, proc.stderr
     assert proc.returncode == 0, out + err
-    assert "DB closed" in out and "DB writes=1 used_after_close=0" in out, out + err
+    assert "DEMO /slow in flight at SIGTERM answered: HTTP/1.1 200 OK" in out, out + err
+    assert "received SIGTERM, shutting down" in err, err
+    assert out.index("SLOW end") < out.index("DB closed"), out
+    assert "DB writes=1 used_after_close=0" in out, out
     assert "shutdown ok in" in err, err
 
 
