@@ -26,6 +26,13 @@ asyncio_only = pytest.mark.parametrize("anyio_backend", ["asyncio"])
 OPTIONS = {"host": "127.0.0.1", "port": 0, "log_config": None, "log_level": "warning"}
 
 
+async def wait_for(event: anyio.Event, what: str, seconds: float = 10) -> None:
+    with anyio.move_on_after(seconds):
+        await event.wait()
+    if not event.is_set():
+        pytest.fail(f"timed out after {seconds}s waiting for {what}")
+
+
 async def read_all(response: httpx.Response, chunks: list[bytes]) -> None:
     async for chunk in response.aiter_bytes():
         chunks.append(chunk)
@@ -65,13 +72,13 @@ async def test_slow_request_finishes_before_the_shutdown_hooks() -> None:
                 assert (await client.get("/readyz")).status_code == 200
                 assert (await client.get("/")).headers.get("connection") != "close"
                 tg.start_soon(fetch_slow)
-                await app.slow_started.wait()
+                await wait_for(app.slow_started, "the slow request to start")
                 coord.shutdown()
                 ready = await client.get("/readyz")
                 during = await client.get("/")
-                await wrap_up.wait()
+                await wait_for(wrap_up, "the wrap-up phase")
                 app.release.set()
-                await slow_done.wait()
+                await wait_for(slow_done, "the slow response")
     assert ready.status_code == 503
     assert during.status_code == 200
     assert during.headers["connection"] == "close"
@@ -185,7 +192,7 @@ async def test_cancelling_serve_cuts_the_requests_in_flight_and_ends_at_once() -
                                 outcomes.append(response.status_code)
 
                         client_tg.start_soon(fetch_slow)
-                        await app.slow_started.wait()
+                        await wait_for(app.slow_started, "the slow request to start")
                         server_tg.cancel_scope.cancel()
                     assert app.in_flight == 0
     # Cut before its response began: the server answers 500 and closes.
