@@ -198,3 +198,30 @@ async def test_cancelling_serve_cuts_the_requests_in_flight_and_ends_at_once() -
     # Cut before its response began: the server answers 500 and closes.
     assert outcomes == [500]
     assert coord.report is not None and coord.report.ok
+
+
+@asyncio_only
+async def test_the_drain_keeps_to_the_wrap_up_window_after_earlier_wrap_up_hooks() -> None:
+    app = App()
+    chunks: list[bytes] = []
+    async with coordinator(wrap_up_time=5, wait_time=10) as coord:
+
+        @coord.on_wrap_up(order=gracestop.uvicorn.HOOK_ORDER - 1)
+        async def deregister() -> None:
+            await anyio.sleep(1)  # a second of the window is gone when the server stops
+
+        async with anyio.create_task_group() as tg:
+            start = functools.partial(serve, app, coord, **OPTIONS)
+            (host, port), *_ = await tg.start(start)
+            async with (
+                httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=10) as client,
+                client.stream("GET", "/stream") as response,
+            ):
+                coord.shutdown()
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await read_all(response, chunks)
+    report = coord.report
+    assert report is not None and report.ok, report
+    # The stream was cut before the window closed: no hold was left open for
+    # the shutdown phase to start under.
+    assert report.open_holds == ()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -55,8 +56,15 @@ def wrap_up_left(coord: ShutdownCoordinator, ctx: HookContext, started: float) -
     (anyio's clock): the wrap-up window left, minus a tenth of it (at most 0.5 s)
     for the app's lifespan shutdown, so that the server is done before the
     shutdown phase closes what requests use."""
-    end = min(started + coord.config.wrap_up_time, ctx.deadline)
-    left = max(0.0, end - anyio.current_time())
+    now = anyio.current_time()
+    window_start = started
+    span = coord._spans.get("wrap_up")
+    if span is not None and span[0] is not None:
+        # The phase may have begun before this hook: wrap-up hooks with a lower
+        # order ran first.
+        window_start = now - (time.monotonic() - span[0])
+    end = min(window_start + coord.config.wrap_up_time, ctx.deadline)
+    left = max(0.0, end - now)
     return max(0.0, left - min(_LIFESPAN_RESERVE, left / 10))
 
 
