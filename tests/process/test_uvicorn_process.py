@@ -69,6 +69,8 @@ def test_uvicorn_command_line_with_the_lifespan_wrapper(tmp_path: Path) -> None:
         assert rc == -signal.SIGTERM, context
         assert "Application shutdown complete." in err, context
         assert "DB writes=" in out and "used_after_close=0" in out, context
+        lines = out.splitlines()
+        assert lines.index("LIFESPAN shutdown") < lines.index("DB closed"), context
     finally:
         server.kill()
 
