@@ -140,6 +140,18 @@ def test_observed_service_example_reports_to_prometheus_and_systemd(
     assert lines[-1].startswith("STATUS=shutdown ok in")
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_worker_with_probes_demo_exits_0(backend: str) -> None:
+    # The probes under a real SIGTERM: tests/process/test_worker_with_probes.py.
+    args = ("--demo", "--port", "0", "--backend", backend)
+    proc = run_example(str(EXAMPLES / "worker_with_probes.py"), *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"^PROBES \d+$", proc.stdout, re.MULTILINE), proc.stdout
+    assert "received SIGTERM" in proc.stderr, proc.stderr
+    assert "shutdown ok in" in proc.stdout
+    assert "requeue" in proc.stdout
+
+
 def test_examples_are_all_exercised() -> None:
     here = Path(__file__).read_text()
     for example in EXAMPLES.glob("*.py"):
@@ -165,3 +177,49 @@ def test_diagnostics_example_asks_itself_for_a_dump_and_a_profile(
     assert Path(calls.group(1)).parent == directory
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert "shutdown ok" in proc.stderr
+
+
+def test_fastapi_example_demo_answers_the_request_in_flight(tmp_path: Path) -> None:
+    # Under load, with a slow request, a stream and a websocket:
+    # tests/process/test_uvicorn_process.py.
+    args = ("--port", "0", "--db", str(tmp_path / "db"), "--drain-delay", "0.5", "--demo")
+    proc = run_example(str(EXAMPLES / "fastapi_app.py"), *args)
+    out, err = proc.stdout, proc.stderr
+    assert proc.returncode == 0, out + err
+    assert "DEMO /slow in flight at SIGTERM answered: HTTP/1.1 200 OK" in out, out + err
+    assert "received SIGTERM, shutting down" in err, err
+    assert out.index("SLOW end") < out.index("DB closed"), out
+    assert "DB writes=1 used_after_close=0" in out, out
+    assert "shutdown ok in" in err, err
+
+
+def test_aiohttp_example_serves_then_exits_0_on_sigterm(tmp_path: Path) -> None:
+    # Under load, with a slow request, a stream, a websocket and a second signal:
+    # tests/process/test_aiohttp_process.py.
+    import httpx
+
+    args = ["--port", "0", "--db", str(tmp_path / "db"), "--drain-delay", "0.2"]
+    proc = subprocess.Popen(
+        [sys.executable, "-u", str(EXAMPLES / "aiohttp_app.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=EXAMPLES.parent,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(2)]
+        port = int(lines[1].split()[1]) if lines[1].startswith("LISTENING") else 0
+        assert port, lines
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+            assert client.get("/").json() == {"hits": 1}
+            assert client.get("/readyz").status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, out + err
+    assert out.index("LIFESPAN shutdown") < out.index("DB closed"), out + err
+    assert "DB writes=1 used_after_close=0" in out, out + err
+    assert "shutdown ok in" in err, err
