@@ -284,17 +284,21 @@ def _diagnostics_command(args: argparse.Namespace) -> int:
             if not math.isfinite(duration) or duration <= 0:
                 raise ValueError(f"--duration must be a finite duration > 0; got {args.duration!r}")
     except (TypeError, ValueError) as exc:
-        return _fail(command, _one_line(exc), status=2)
+        return _fail(command, _one_line(exc))
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return _fail(command, f"no process with pid {pid}")
+        return _fail(command, f"no process with pid {pid}", status=1)
     except PermissionError:
-        return _fail(command, f"not allowed to signal pid {pid} (another user's process?)")
+        return _fail(
+            command, f"not allowed to signal pid {pid} (another user's process?)", status=1
+        )
     try:
         diagnostics = importlib.import_module("gracestop._diagnostics")
     except ImportError:
-        return _fail(command, "this gracestop has no diagnostics module (gracestop._diagnostics)")
+        return _fail(
+            command, "this gracestop has no diagnostics module (gracestop._diagnostics)", status=1
+        )
     kind = "tasks" if command == "dump" else "profile"
     options: dict[str, Any] = {"directory": args.dir, "timeout": timeout}
     if duration is not None:
@@ -302,14 +306,15 @@ def _diagnostics_command(args: argparse.Namespace) -> int:
     try:  # pragma: no cover - needs gracestop._diagnostics
         path = diagnostics.request_diagnostics(pid, kind, **options)
     except (OSError, TimeoutError, ValueError) as exc:  # pragma: no cover
-        return _fail(command, _one_line(exc))
+        return _fail(command, _one_line(exc), status=1)
     print(path)  # pragma: no cover
     return 0  # pragma: no cover
 
 
-def _fail(command: str, message: str, *, status: int = 1) -> int:
+def _fail(command: str, message: str, *, status: int = 2) -> int:
+    """Print a one-line error; 2 is bad input (as argparse uses), 1 a failed action."""
     print(f"gracestop {command}: error: {message}", file=sys.stderr)
-    return status if command != "config" else 2
+    return status
 
 
 def build_parser() -> argparse.ArgumentParser:
