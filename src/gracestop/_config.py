@@ -63,6 +63,9 @@ class ConfigOverrides(TypedDict, total=False):
     watchdog_grace: DurationLike
     force_exit_code: int
     progress_interval: DurationLike
+    diagnostics: bool
+    diagnostics_dir: str | os.PathLike[str] | None
+    profile_duration: DurationLike
 
 
 RESERVED_ENV_SUFFIXES: frozenset[str] = frozenset({"REPORT_FILE", "TESTING"})
@@ -402,6 +405,25 @@ def _hard_exit(value: object, field: str) -> bool | None:
     raise TypeError(f"{field} must be None, True or False; got {_describe(value)}")
 
 
+def _strict_bool(value: object, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{field} must be True or False; got {_describe(value)}")
+    return value
+
+
+def _directory(value: object, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, (str, os.PathLike)):
+        raise TypeError(f"{field} must be None, a str or a path; got {_describe(value)}")
+    path = os.fspath(value)
+    if not isinstance(path, str):
+        raise TypeError(f"{field} must be None, a str or a path; got {_describe(value)}")
+    if not path or "\0" in path:
+        raise ValueError(f"{field} must be a non-empty path without NUL bytes; got {_show(value)}")
+    return path
+
+
 def _exit_code(value: object, field: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"{field} must be an int from 0 to 255; got {_describe(value)}")
@@ -441,6 +463,9 @@ _NORMALISERS: dict[str, Callable[[object, str], object]] = {
     "progress_interval": lambda value, field: _at_least(
         check_duration(value, field, allow_zero=False), MIN_PROGRESS_INTERVAL, field, value
     ),
+    "diagnostics": _strict_bool,
+    "diagnostics_dir": _directory,
+    "profile_duration": _duration_normaliser(allow_zero=False),
 }
 
 # Float sums are inexact (0.1 + 0.2 > 0.3); a nanosecond, Go's resolution, is the
@@ -468,6 +493,14 @@ def _from_text(field: str, value: object) -> object:
         return value
     word = value.strip().lower()
     if field == "hook_timeout" and word in {"", "none", "null"}:
+        return None
+    if field == "diagnostics":
+        if word in _TRUE_WORDS:
+            return True
+        if word in _FALSE_WORDS:
+            return False
+        raise ValueError(f"{field} must be true/false/yes/no/on/off/1/0; got {_show(value)}")
+    if field == "diagnostics_dir" and word in {"", "none", "null"}:
         return None
     if field == "hard_exit":
         if word in _TRUE_WORDS:
@@ -550,6 +583,9 @@ class ShutdownConfig:
     watchdog_grace: float = 0.5
     force_exit_code: int = 1
     progress_interval: float = 1.0
+    diagnostics: bool = False
+    diagnostics_dir: str | None = None
+    profile_duration: float = 60.0
 
     if TYPE_CHECKING:
         # What type checkers see: the constructor takes the raw forms that
@@ -567,6 +603,9 @@ class ShutdownConfig:
             watchdog_grace: DurationLike = 0.5,
             force_exit_code: int = 1,
             progress_interval: DurationLike = 1.0,
+            diagnostics: bool = False,
+            diagnostics_dir: str | os.PathLike[str] | None = None,
+            profile_duration: DurationLike = 60.0,
         ) -> None: ...
 
     def __new__(cls, *args: object, **kwargs: object) -> ShutdownConfig:

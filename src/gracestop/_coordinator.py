@@ -20,6 +20,7 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from ._config import ShutdownConfig
+from ._diagnostics import Diagnostics, claim_diagnostics
 from ._hooks import Hook, HookContext, Hooks, Waiter, _Registrar, default_hooks, find_waiter
 from ._report import (
     HookStatus,
@@ -173,6 +174,7 @@ class ShutdownCoordinator(_Registrar):
         self._finished_event: anyio.Event | None = None
         self._changed: anyio.Event | None = None
         self._listener: SignalListener | None = None
+        self._diagnostics: Diagnostics | None = None
         self._watchdog: Watchdog | None = None
         self._runs: list[HookRun] = []
         # Runs not ended yet, per phase: phase ends are checked in O(1).
@@ -512,6 +514,9 @@ class ShutdownCoordinator(_Registrar):
         listener.claim()
         self._listener = listener
         try:
+            self._diagnostics = claim_diagnostics(
+                self._config, f"ShutdownCoordinator#{self._id}", nested=self._parent is not None
+            )
             if self._config.hard_exit is not False:
                 self._watchdog = Watchdog(
                     exit_code=self._config.force_exit_code,
@@ -525,6 +530,10 @@ class ShutdownCoordinator(_Registrar):
             raise
         try:
             await self._tg.start(listener.run, name="gracestop signal listener")
+            if self._diagnostics is not None:
+                await self._tg.start(
+                    self._diagnostics.run, self._trigger_event, name="gracestop diagnostics"
+                )
             self._tg.start_soon(self._runner, name="gracestop shutdown runner")
         except BaseException as exc:
             self._tg.cancel_scope.cancel()
@@ -655,6 +664,8 @@ class ShutdownCoordinator(_Registrar):
     def _release(self) -> None:
         if self._listener is not None:
             self._listener.release()
+        if self._diagnostics is not None:
+            self._diagnostics.release()
         if self._watchdog is not None and not self._abandoned_threads():
             self._watchdog.stop()
 
