@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import pstats
+import queue
 import re
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -472,3 +477,135 @@ def test_demo_counts_a_job_lost_when_wrap_up_time_is_too_short() -> None:
     lost = set(data["jobs"]["lost_ids"])
     open_holds = {hold.removeprefix("job-") for hold in data["shutdown"]["open_holds"]}
     assert {str(job) for job in lost} <= open_holds
+
+
+# ---------------------------------------------------------------------------
+# dump and profile against a real service
+# ---------------------------------------------------------------------------
+
+DIAGNOSTICS_SERVICE = """\
+import sys, anyio, gracestop
+
+async def main(coord):
+    print("READY", flush=True)
+    await anyio.sleep_forever()
+
+gracestop.run(
+    main, backend=sys.argv[1], hooks=gracestop.Hooks(),
+    diagnostics=True, diagnostics_dir=sys.argv[2],
+)
+"""
+
+
+class Service:
+    """A coordinator with diagnostics on, in a child process, ended by SIGTERM."""
+
+    def __init__(self, backend: str, directory: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GRACESTOP_")}
+        env.pop("PYTHONWARNINGS", None)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-u", "-c", DIAGNOSTICS_SERVICE, backend, str(directory)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert self.proc.stdout is not None
+        lines: queue.Queue[str] = queue.Queue()
+        reader = threading.Thread(
+            target=lambda: lines.put(self.proc.stdout.readline()),  # type: ignore[union-attr]
+            daemon=True,
+        )
+        reader.start()
+        try:
+            first = lines.get(timeout=30)
+        except queue.Empty:
+            first = "(nothing within 30s)"
+        if first.strip() != "READY":
+            self.stop()
+            pytest.fail(f"service did not start: {first!r}; stderr:\n{self.proc.stderr.read()}")  # type: ignore[union-attr]
+
+    def stop(self) -> tuple[int, str]:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            _, err = self.proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate(timeout=10)
+            pytest.fail(f"service ignored SIGTERM; stderr:\n{err}")
+        return self.proc.returncode, err
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Callable[[str], Service]]:
+    started: list[Service] = []
+
+    def start(backend: str) -> Service:
+        started.append(Service(backend, tmp_path / "diag"))
+        return started[-1]
+
+    yield start
+    for svc in started:
+        svc.stop()
+
+
+@pytestmark_process
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_dump_prints_the_path_of_the_task_dump(
+    backend: str, tmp_path: Path, service: Callable[[str], Service]
+) -> None:
+    svc = service(backend)
+    directory = tmp_path / "diag"
+    proc = gracestop_cmd("dump", str(svc.proc.pid), "--dir", str(directory), "--timeout", "20s")
+    assert proc.returncode == 0, proc.stderr
+    path = Path(proc.stdout.strip())
+    assert path.parent == directory
+    assert re.fullmatch(rf".+-{svc.proc.pid}-tasks-[0-9]{{10}}(-[0-9]+)?\.dump", path.name)
+    assert "sleep_forever" in path.read_text()
+    rc, err = svc.stop()
+    assert rc == 0, err
+
+
+@pytestmark_process
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_profile_prints_the_paths_of_the_profile(
+    backend: str, tmp_path: Path, service: Callable[[str], Service]
+) -> None:
+    svc = service(backend)
+    directory = tmp_path / "diag"
+    proc = gracestop_cmd(
+        "profile",
+        str(svc.proc.pid),
+        "--dir",
+        str(directory),
+        "--duration",
+        "300ms",
+        "--timeout",
+        "20s",
+    )
+    assert proc.returncode == 0, proc.stderr
+    stats_path, text_path = (Path(line) for line in proc.stdout.splitlines())
+    assert stats_path.suffix == ".pstats"
+    assert text_path == stats_path.with_suffix(".txt")
+    assert pstats.Stats(str(stats_path)).total_calls > 0  # type: ignore[attr-defined]
+    assert text_path.read_text()
+    rc, err = svc.stop()
+    assert rc == 0, err
+
+
+@pytestmark_process
+def test_dump_refuses_a_process_without_diagnostics() -> None:
+    # A process with no SIGUSR1 handler would die of the signal: it must not be sent.
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        proc = gracestop_cmd("dump", str(sleeper.pid), "--timeout", "1s")
+        assert proc.returncode == 1
+        assert proc.stderr == (
+            f"gracestop dump: error: pid {sleeper.pid} has no handler for SIGUSR1: it does "
+            "not run gracestop with diagnostics=True; not sending SIGUSR1, which would end it\n"
+        )
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait(10)

@@ -15,7 +15,6 @@ import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from ._config import FIELD_NAMES, ShutdownConfig, parse_duration
 
@@ -172,6 +171,7 @@ _NONE_MEANS = {
     "signals": "default (SIGTERM and SIGINT in the main thread)",
     "hard_exit": "auto (armed when the trigger is a signal)",
     "hook_timeout": "none",
+    "diagnostics_dir": "default (<tempdir>/gracestop-<uid>)",
 }
 
 
@@ -270,45 +270,33 @@ def _demo_command(args: argparse.Namespace) -> int:
 
 
 def _diagnostics_command(args: argparse.Namespace) -> int:
+    from ._diagnostics import request_diagnostics
+    from ._report import ShutdownError
+
     command = args.command
-    pid = args.pid
-    if pid <= 0:
-        return _fail(command, f"PID must be a positive process id; got {pid}")
+    if args.pid <= 0:
+        return _fail(command, f"PID must be a positive process id; got {args.pid}")
     try:
         timeout = parse_duration(args.timeout, "--timeout")
         if not math.isfinite(timeout) or timeout <= 0:
             raise ValueError(f"--timeout must be a finite duration > 0; got {args.timeout!r}")
         duration = None
-        if command == "profile":
+        if command == "profile" and args.duration is not None:
             duration = parse_duration(args.duration, "--duration")
             if not math.isfinite(duration) or duration <= 0:
                 raise ValueError(f"--duration must be a finite duration > 0; got {args.duration!r}")
     except (TypeError, ValueError) as exc:
         return _fail(command, _one_line(exc))
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return _fail(command, f"no process with pid {pid}", status=1)
-    except PermissionError:
-        return _fail(
-            command, f"not allowed to signal pid {pid} (another user's process?)", status=1
+        path = request_diagnostics(
+            args.pid, command, directory=args.dir, timeout=timeout, duration=duration
         )
-    try:
-        diagnostics = importlib.import_module("gracestop._diagnostics")
-    except ImportError:
-        return _fail(
-            command, "this gracestop has no diagnostics module (gracestop._diagnostics)", status=1
-        )
-    kind = "tasks" if command == "dump" else "profile"
-    options: dict[str, Any] = {"directory": args.dir, "timeout": timeout}
-    if duration is not None:
-        options["duration"] = duration
-    try:  # pragma: no cover - needs gracestop._diagnostics
-        path = diagnostics.request_diagnostics(pid, kind, **options)
-    except (OSError, TimeoutError, ValueError) as exc:  # pragma: no cover
+    except (OSError, TimeoutError, ShutdownError, ValueError) as exc:
         return _fail(command, _one_line(exc), status=1)
-    print(path)  # pragma: no cover
-    return 0  # pragma: no cover
+    print(path)
+    if command == "profile":
+        print(path.with_suffix(".txt"))
+    return 0
 
 
 def _fail(command: str, message: str, *, status: int = 2) -> int:
@@ -373,24 +361,46 @@ def build_parser() -> argparse.ArgumentParser:
     config.add_argument("--json", action="store_true", help="print JSON")
     config.set_defaults(handler=_config_command)
 
-    for name, signal_name, what in (
-        ("dump", "SIGUSR1", "a dump of every task and thread stack"),
-        ("profile", "SIGUSR2", "a profile of the running process"),
-    ):
+    diagnostics_help = {
+        "dump": (
+            "send SIGUSR1 to PID and print the path of its task and thread dump",
+            "Send SIGUSR1 to a process whose coordinator runs with diagnostics=True "
+            "(GRACESTOP_DIAGNOSTICS=true) and print the path of the dump it writes: "
+            "every task and thread stack, in <dir>/<program>-<pid>-tasks-<MMDDhhmmss>.dump.",
+        ),
+        "profile": (
+            "send SIGUSR2 to PID and print the paths of its profile (.pstats and .txt)",
+            "Send SIGUSR2 to a process whose coordinator runs with diagnostics=True "
+            "(GRACESTOP_DIAGNOSTICS=true), which starts profiling; with --duration send "
+            "a second SIGUSR2 that long after to end it, else it ends after the "
+            "service's profile_duration. Print the paths of the profile: "
+            "<dir>/<program>-<pid>-profile-<MMDDhhmmss>.pstats and its .txt summary.",
+        ),
+    }
+    for name, (summary, description) in diagnostics_help.items():
         sub = commands.add_parser(
             name,
-            help=f"send {signal_name} to PID and print the path of {what}",
-            description=(
-                f"Send {signal_name} to a process running gracestop diagnostics and "
-                f"print the path of the file it writes: {what}. Exit status 1 when "
-                "the process does not exist or no file appears in time."
+            help=summary,
+            description=textwrap.fill(description)
+            + "\n\n"
+            + textwrap.fill(
+                "<dir> is the service's diagnostics_dir, by default "
+                "<tempdir>/gracestop-<uid>. Exit status 1 when the process does not "
+                "exist, has no diagnostics handler, or writes no file within --timeout; "
+                "2 on bad arguments."
             ),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
         )
         sub.add_argument("pid", type=int, metavar="PID")
-        sub.add_argument("--dir", type=Path, help="where the file is written")
+        sub.add_argument(
+            "--dir", type=Path, help="the service's diagnostics_dir, if not the default"
+        )
         sub.add_argument("--timeout", default="10s", help="wait for the file (default 10s)")
         if name == "profile":
-            sub.add_argument("--duration", default="5s", help="profile for (default 5s)")
+            sub.add_argument(
+                "--duration",
+                help="end the profile after this long (default: the service's profile_duration)",
+            )
         sub.set_defaults(handler=_diagnostics_command)
     return parser
 
