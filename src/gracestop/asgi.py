@@ -1,0 +1,593 @@
+"""ASGI integration: drain an ASGI app without dropping a request.
+
+Two pieces, both pure ASGI 3 with no third-party dependency:
+
+- :class:`ShutdownMiddleware` counts every HTTP request and websocket session as a
+  :meth:`~gracestop.ShutdownCoordinator.hold`, answers the readiness and liveness
+  probes, asks keep-alive clients to leave once the shutdown has begun
+  (``Connection: close``) and closes websockets with code 1001 (going away) when the
+  wrap-up window is over.
+- :func:`graceful` wraps an app for servers started from their command line
+  (``uvicorn app:app``, ``fastapi run``): the app's ``lifespan`` runs a
+  :class:`~gracestop.ShutdownCoordinator` and takes over the server's signal
+  handlers so that a SIGTERM first turns readiness off and keeps serving for
+  ``drain_delay`` before the server hears of it.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import importlib
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from ._config import ShutdownConfig
+from ._coordinator import ShutdownCoordinator, _current
+from ._health import ProbeAnswer, check_path, liveness, method_not_allowed, readiness
+from ._hooks import Hooks
+from ._report import ShutdownError, State
+from ._signals import loop_caller
+from ._watchdog import Watchdog
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from ._config import ConfigOverrides
+
+__all__ = [
+    "GOING_AWAY",
+    "ASGIApp",
+    "GracefulApp",
+    "Message",
+    "Receive",
+    "Scope",
+    "Send",
+    "ShutdownMiddleware",
+    "graceful",
+]
+
+logger = logging.getLogger("gracestop")
+
+#: An ASGI connection scope.
+Scope = MutableMapping[str, Any]
+#: An ASGI event, sent or received.
+Message = MutableMapping[str, Any]
+#: The ``receive`` callable of an ASGI app.
+Receive = Callable[[], Awaitable[Message]]
+#: The ``send`` callable of an ASGI app.
+Send = Callable[[Message], Awaitable[None]]
+#: An ASGI 3 application.
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+#: Websocket close code 1001, "going away": the server is shutting down.
+GOING_AWAY = 1001
+
+_HTTP1 = ("1.0", "1.1")
+# Built in from Python 3.11; anyio brings the backport before that.
+_GROUP: type[BaseException] = (
+    getattr(builtins, "BaseExceptionGroup", None)
+    or importlib.import_module("exceptiongroup").BaseExceptionGroup
+)
+
+
+def _only_member(exc: BaseException) -> BaseException | None:
+    """The single exception inside an exception group of one, else None."""
+    members: tuple[BaseException, ...] = (
+        getattr(exc, "exceptions", ()) if isinstance(exc, _GROUP) else ()
+    )
+    return members[0] if len(members) == 1 else None
+
+
+class ShutdownMiddleware:
+    """ASGI middleware that lets a coordinator drain an app without dropping requests.
+
+    - Every HTTP request and every websocket session is a
+      :meth:`~gracestop.ShutdownCoordinator.hold` (named ``"http GET /path"`` or
+      ``"websocket /path"``), so the wrap-up phase waits for them and the shutdown
+      phase (closing the database) starts only once they are done or
+      ``wrap_up_time`` is up.
+    - ``readiness_path`` answers 200 while the coordinator is running and 503 from
+      the trigger on; ``liveness_path`` answers 200 until the coordinator has
+      stopped, 503 after. Both answer short JSON such as
+      ``{"status":"ready","state":"running"}``. Probe requests are not holds and
+      never reach the app.
+    - Once the shutdown is triggered, every HTTP/1.x response carries
+      ``Connection: close`` (replacing any keep-alive header), so keep-alive
+      clients reconnect to another replica.
+    - When the wrap-up window is over (the shutdown phase starts, the coordinator
+      stops or the quit is forced), open websocket sessions are closed with code
+      1001 and their handlers cancelled. A server integration can do it earlier
+      with :meth:`close_websockets`.
+    - ``lifespan`` and unknown scope types pass through untouched.
+
+    Args:
+        app: the ASGI app to wrap.
+        coordinator: the coordinator to report to. ``None`` finds it at call time:
+            the one run by :func:`graceful`'s lifespan, else the innermost entered
+            coordinator of the task serving the request (a server started inside
+            ``async with ShutdownCoordinator():``).
+        readiness_path: path of the readiness probe, or ``None`` for none.
+        liveness_path: path of the liveness probe, or ``None`` for none.
+
+    Example::
+
+        coord = gracestop.ShutdownCoordinator(drain_delay=5, wait_time=30)
+        app = ShutdownMiddleware(fastapi_app, coord)
+        async with coord:
+            await hypercorn.asyncio.serve(app, hypercorn_config)
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        coordinator: ShutdownCoordinator | None = None,
+        *,
+        readiness_path: str | None = "/readyz",
+        liveness_path: str | None = "/livez",
+    ) -> None:
+        if not callable(app):
+            raise TypeError(
+                f"app must be an ASGI app (a callable); got {type(app).__name__} {app!r}"
+            )
+        if coordinator is not None and not isinstance(coordinator, ShutdownCoordinator):
+            raise TypeError(
+                "coordinator must be a ShutdownCoordinator or None; "
+                f"got {type(coordinator).__name__} {coordinator!r}"
+            )
+        self.app = app
+        self.readiness_path = check_path("readiness_path", readiness_path)
+        self.liveness_path = check_path("liveness_path", liveness_path)
+        if self.readiness_path is not None and self.readiness_path == self.liveness_path:
+            raise ValueError(
+                f"readiness_path and liveness_path must differ; both are {self.readiness_path!r}"
+            )
+        self._coordinator = coordinator
+        self._bound: ShutdownCoordinator | None = None
+        self._sessions: set[_Session] = set()
+
+    @property
+    def coordinator(self) -> ShutdownCoordinator | None:
+        """The coordinator given or bound by :func:`graceful` (``None`` if found per call)."""
+        return self._coordinator or self._bound
+
+    @property
+    def open_websockets(self) -> int:
+        """How many websocket sessions are open through this middleware."""
+        return len(self._sessions)
+
+    def _find(self) -> ShutdownCoordinator:
+        coord = self._coordinator or self._bound or _current.get()
+        if coord is None:
+            raise ShutdownError(
+                "ShutdownMiddleware found no coordinator: pass one "
+                "(ShutdownMiddleware(app, coord)), wrap the app with gracestop.asgi.graceful(app) "
+                "so that its lifespan runs one, or serve the app inside "
+                "`async with ShutdownCoordinator():`"
+            )
+        return coord
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI connection."""
+        kind = scope.get("type")
+        if kind == "http":
+            await self._http(self._find(), scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(self._find(), scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def close_websockets(self, code: int = GOING_AWAY) -> None:
+        """Close every open websocket session now and wait until they are closed.
+
+        Each session gets ``websocket.close`` with ``code`` (unless it is already
+        closed) and its handler is cancelled. A server integration calls this at the
+        end of its drain; without it sessions are closed when the wrap-up window is
+        over.
+        """
+        if isinstance(code, bool) or not isinstance(code, int):
+            raise TypeError(f"code must be an int; got {type(code).__name__} {code!r}")
+        if not 1000 <= code <= 4999:
+            raise ValueError(f"code must be a websocket close code (1000-4999); got {code!r}")
+        sessions = list(self._sessions)
+        for session in sessions:
+            session.request_close(code)
+        for session in sessions:
+            await session.done.wait()
+
+    # ------------------------------------------------------------------ http
+
+    async def _http(
+        self, coord: ShutdownCoordinator, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        path = scope.get("path")
+        if path is not None and path == self.readiness_path:
+            await self._probe(coord, scope, send, readiness(coord))
+            return
+        if path is not None and path == self.liveness_path:
+            await self._probe(coord, scope, send, liveness(coord))
+            return
+        method = scope.get("method", "GET")
+        closing_send = functools.partial(_close_connection_after_trigger, coord, scope, send)
+        async with coord.hold(f"http {method} {path}"):
+            await self.app(scope, receive, closing_send)
+
+    async def _probe(
+        self, coord: ShutdownCoordinator, scope: Scope, send: Send, answer: ProbeAnswer
+    ) -> None:
+        method = scope.get("method", "GET")
+        headers = answer.headers
+        if method not in ("GET", "HEAD"):
+            answer = method_not_allowed()
+            headers = [*answer.headers, (b"allow", b"GET, HEAD")]
+        start = {"type": "http.response.start", "status": answer.status, "headers": headers}
+        await _close_connection_after_trigger(coord, scope, send, start)
+        body = b"" if method == "HEAD" else answer.body
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    # ------------------------------------------------------------------ websocket
+
+    async def _websocket(
+        self, coord: ShutdownCoordinator, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        session = _Session(send)
+        self._sessions.add(session)
+        try:
+            async with coord.hold(f"websocket {scope.get('path')}"):
+                await session.run(self.app, coord, scope, receive)
+        finally:
+            self._sessions.discard(session)
+
+
+async def _close_connection_after_trigger(
+    coord: ShutdownCoordinator, scope: Scope, send: Send, message: Message
+) -> None:
+    """Send ``message``; a response start after the trigger gets ``Connection: close``."""
+    if (
+        message.get("type") == "http.response.start"
+        and coord.trigger is not None
+        and scope.get("http_version", "1.1") in _HTTP1
+    ):
+        headers = [
+            (name, value)
+            for name, value in message.get("headers", ())
+            if bytes(name).lower() != b"connection"
+        ]
+        headers.append((b"connection", b"close"))
+        message = {**message, "headers": headers}
+    await send(message)
+
+
+class _Session:
+    """One websocket session: closed with a code when the wrap-up window is over."""
+
+    def __init__(self, send: Send) -> None:
+        self._send_to_server = send
+        # A close (or an HTTP denial) was sent, or the client has gone.
+        self.closed = False
+        self.close_code: int | None = None
+        self.done = anyio.Event()
+        self._app_scope: anyio.CancelScope | None = None
+
+    def request_close(self, code: int) -> None:
+        if self.close_code is None:
+            self.close_code = code
+        if self._app_scope is not None:
+            self._app_scope.cancel()
+
+    async def send(self, message: Message) -> None:
+        if message.get("type") in ("websocket.close", "websocket.http.response.start"):
+            self.closed = True
+        await self._send_to_server(message)
+
+    def receiver(self, receive: Receive) -> Receive:
+        async def receive_and_watch() -> Message:
+            message = await receive()
+            if message.get("type") == "websocket.disconnect":
+                self.closed = True
+            return message
+
+        return receive_and_watch
+
+    async def run(
+        self, app: ASGIApp, coord: ShutdownCoordinator, scope: Scope, receive: Receive
+    ) -> None:
+        try:
+            with anyio.CancelScope() as app_scope:
+                self._app_scope = app_scope
+                if self.close_code is not None:
+                    app_scope.cancel()
+                try:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(self._close_after_wrap_up, coord)
+                        await app(scope, self.receiver(receive), self.send)
+                        tg.cancel_scope.cancel()
+                except BaseException as exc:
+                    # The app's own exception, not a group of our making.
+                    inner = _only_member(exc)
+                    if inner is not None:
+                        raise inner from inner.__cause__
+                    raise
+            if self.close_code is not None and not self.closed:
+                self.closed = True
+                await self._send_to_server(
+                    {"type": "websocket.close", "code": self.close_code, "reason": "going away"}
+                )
+        finally:
+            self.done.set()
+
+    async def _close_after_wrap_up(self, coord: ShutdownCoordinator) -> None:
+        await coord._wait_until(lambda: coord.state.rank > State.WRAPPING_UP.rank)
+        self.request_close(GOING_AWAY)
+
+
+# ---------------------------------------------------------------------- lifespan
+
+
+def graceful(
+    app: ASGIApp,
+    *,
+    hooks: Hooks | Iterable[Hooks] | None = None,
+    config: ShutdownConfig | None = None,
+    readiness_path: str | None = "/readyz",
+    liveness_path: str | None = "/livez",
+    **overrides: Unpack[ConfigOverrides],
+) -> GracefulApp:
+    """Wrap an ASGI app so that its server's own command line shuts it down gracefully.
+
+    For apps started by ``uvicorn module:app`` or ``fastapi run``, where the server
+    owns the signals. The returned app is ``app`` inside a :class:`ShutdownMiddleware`
+    whose ``lifespan`` runs a :class:`~gracestop.ShutdownCoordinator` for the app's
+    lifetime (forwarding ``lifespan`` to ``app`` when it has a lifespan of its own).
+
+    On SIGTERM or SIGINT readiness turns to 503 at once and the server keeps
+    serving for ``drain_delay``; then the signal is passed on to the server, which
+    stops listening and drains its connections while the wrap-up hooks run. The
+    shutdown phase starts once the server has drained (``lifespan.shutdown``) or
+    ``wrap_up_time`` is up. A second signal is passed on at once and forces the
+    quit. See :class:`GracefulApp`.
+
+    Example (``main.py``, run with ``uvicorn main:app``)::
+
+        hooks = gracestop.Hooks()
+
+        @hooks.on_shutdown
+        async def close_db() -> None: ...
+
+        app = gracestop.asgi.graceful(FastAPI(), hooks=hooks, drain_delay=5, wait_time=25)
+
+    Args:
+        app: the ASGI app.
+        hooks, config, **overrides: as for :class:`~gracestop.ShutdownCoordinator`.
+            ``signals`` names the signals taken over from the server (default
+            SIGTERM and SIGINT).
+        readiness_path, liveness_path: as for :class:`ShutdownMiddleware`.
+    """
+    return GracefulApp(
+        app,
+        hooks=hooks,
+        config=config,
+        readiness_path=readiness_path,
+        liveness_path=liveness_path,
+        **overrides,
+    )
+
+
+class GracefulApp:
+    """An ASGI app whose lifespan runs a coordinator; made by :func:`graceful`.
+
+    Attributes:
+        app: the wrapped app.
+        middleware: the :class:`ShutdownMiddleware` serving HTTP and websockets.
+        coordinator: the running coordinator, from ``lifespan.startup`` on (``None``
+            before). Also in the lifespan state as ``state["gracestop"]``, so a
+            Starlette/FastAPI handler finds it as ``request.state.gracestop``.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        hooks: Hooks | Iterable[Hooks] | None = None,
+        config: ShutdownConfig | None = None,
+        readiness_path: str | None = "/readyz",
+        liveness_path: str | None = "/livez",
+        **overrides: Unpack[ConfigOverrides],
+    ) -> None:
+        self.middleware = ShutdownMiddleware(
+            app, readiness_path=readiness_path, liveness_path=liveness_path
+        )
+        self.app = app
+        if config is None:
+            config = ShutdownConfig()
+        elif not isinstance(config, ShutdownConfig):
+            raise TypeError(
+                f"config must be a ShutdownConfig or None; got {type(config).__name__} {config!r}"
+            )
+        config = config.replace(**overrides) if overrides else config
+        self._signals: tuple[signal.Signals, ...] = (
+            config.signals if config.signals is not None else (signal.SIGTERM, signal.SIGINT)
+        )
+        # The server owns the signals: the coordinator hears them through the
+        # handlers taken over here, never through a listener of its own.
+        self._config = config.replace(signals=())
+        # Validated now rather than at startup, where an error is harder to read.
+        ShutdownCoordinator(self._config, hooks=hooks)
+        self._hooks = hooks
+        self.coordinator: ShutdownCoordinator | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI connection: ``lifespan`` here, the rest in the middleware."""
+        if scope.get("type") == "lifespan":
+            await self._lifespan(scope, receive, send)
+        else:
+            await self.middleware(scope, receive, send)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        message = await receive()
+        if message.get("type") != "lifespan.startup":
+            raise ShutdownError(f"lifespan must begin with lifespan.startup; got {message!r}")
+        coord = ShutdownCoordinator(self._config, hooks=self._hooks)
+        state = scope.get("state")
+        if isinstance(state, MutableMapping):
+            state["gracestop"] = coord
+        inner = _InnerLifespan(self.app, scope)
+        takeover = _SignalTakeover(coord, self._signals)
+        shutdown_received = False
+        try:
+            async with anyio.create_task_group() as tg:
+                async with coord:
+                    self.coordinator = coord
+                    self.middleware._bound = coord
+                    failure = await inner.startup(tg)
+                    if failure is None:
+                        takeover.install()
+                        tg.start_soon(takeover.forward_after_drain, name="gracestop forward")
+                        # The shutdown phase waits for the server's own drain:
+                        # lifespan.shutdown comes once its connections are closed.
+                        async with coord.hold("server drain"):
+                            await send({"type": "lifespan.startup.complete"})
+                            message = await receive()
+                            shutdown_received = True
+                if failure is not None:
+                    tg.cancel_scope.cancel()
+                    await send({"type": "lifespan.startup.failed", "message": failure})
+                    return
+                if not shutdown_received:
+                    message = await receive()
+                failure = await inner.shutdown()
+                tg.cancel_scope.cancel()
+        finally:
+            takeover.restore()
+        if failure is not None:
+            await send({"type": "lifespan.shutdown.failed", "message": failure})
+        else:
+            await send({"type": "lifespan.shutdown.complete"})
+
+
+class _InnerLifespan:
+    """The wrapped app's own lifespan, driven through memory streams."""
+
+    def __init__(self, app: ASGIApp, scope: Scope) -> None:
+        self._app = app
+        self._scope = scope
+        self._to_app, self._app_in = anyio.create_memory_object_stream[Message](2)
+        self._app_out, self._from_app = anyio.create_memory_object_stream[Message](2)
+        self.supported = True
+
+    async def _run(self) -> None:
+        try:
+            await self._app(self._scope, self._app_in.receive, self._app_out.send)
+        except Exception as exc:
+            if self.supported and not self._replied:
+                # As uvicorn does: an app that raises on a lifespan scope has none.
+                logger.debug("the app does not support lifespan: %r", exc)
+            else:
+                logger.exception("the app's lifespan raised")
+        finally:
+            self.supported = self._replied
+            self._app_out.close()
+
+    _replied = False
+
+    async def startup(self, tg: TaskGroup) -> str | None:
+        """Start the app's lifespan; return the failure message, if it failed."""
+        tg.start_soon(self._run, name="app lifespan")
+        return await self._exchange("lifespan.startup")
+
+    async def shutdown(self) -> str | None:
+        """Stop the app's lifespan; return the failure message, if it failed."""
+        if not self.supported:
+            return None
+        return await self._exchange("lifespan.shutdown")
+
+    async def _exchange(self, kind: str) -> str | None:
+        await self._to_app.send({"type": kind})
+        try:
+            reply = await self._from_app.receive()
+        except anyio.EndOfStream:
+            self.supported = self._replied
+            return None
+        self._replied = True
+        if reply.get("type") == f"{kind}.complete":
+            return None
+        return str(reply.get("message", "")) or f"{kind} failed"
+
+
+class _SignalTakeover:
+    """Stand in for the server's signal handlers while the app runs.
+
+    The first signal goes to the coordinator (readiness off, drain delay) and
+    reaches the server once the drain delay is over; a second one reaches both
+    at once.
+    """
+
+    def __init__(self, coord: ShutdownCoordinator, signals: tuple[signal.Signals, ...]) -> None:
+        self._coord = coord
+        self._signals = signals
+        self._previous: dict[signal.Signals, Any] = {}
+        self._received: list[tuple[signal.Signals, FrameType | None]] = []
+        self._forwarded = False
+        self._call: Callable[[Callable[[], object]], None] | None = None
+        self._watchdog: Watchdog | None = None
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            logger.warning("not in the main thread: the server's signal handlers stay as they are")
+            return
+        self._call = loop_caller()
+        for sig in self._signals:
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        previous, self._previous = self._previous, {}
+        for sig, handler in previous.items():
+            if signal.getsignal(sig) == self._handle:
+                signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        sig = signal.Signals(signum)
+        self._received.append((sig, frame))
+        if self._call is not None:
+            self._call(functools.partial(self._coord._on_signal, sig))
+        if len(self._received) > 1:
+            self._forward()
+
+    def _forward(self) -> None:
+        """Pass every signal not yet passed on to the server's own handler."""
+        if self._forwarded:
+            pending = self._received[-1:]
+        else:
+            pending = list(self._received)
+            self._forwarded = True
+        for sig, frame in pending:
+            _call_handler(self._previous.get(sig, signal.SIG_DFL), sig, frame)
+
+    async def forward_after_drain(self) -> None:
+        trigger = await self._coord.triggered()
+        if trigger.kind not in ("signal", "manual"):
+            return
+        if not self._received:
+            # A manual trigger: the server is told as if it had been sent SIGTERM.
+            self._received.append((signal.SIGTERM, None))
+        elapsed = time.monotonic() - self._coord._trigger_mono
+        await anyio.sleep(max(0.0, self._coord.config.drain_delay - elapsed))
+        if not self._forwarded:
+            self._forward()
+
+
+def _call_handler(handler: Any, sig: signal.Signals, frame: FrameType | None) -> None:
+    if callable(handler):
+        handler(sig, frame)
+    elif handler == signal.SIG_DFL:
+        signal.signal(sig, signal.SIG_DFL)
+        os.kill(os.getpid(), sig)

@@ -1,0 +1,149 @@
+"""Serve an ASGI app with hypercorn under a :class:`~gracestop.ShutdownCoordinator`,
+on asyncio or on trio.
+
+:func:`serve` follows the same sequence as :func:`gracestop.uvicorn.serve`: on
+SIGTERM ``/readyz`` answers 503 and responses carry ``Connection: close`` while
+the server goes on serving for ``drain_delay``; when the wrap-up phase starts,
+websockets are closed with code 1001, the listeners close and the requests in
+flight finish within the wrap-up time left (hypercorn's ``graceful_timeout``);
+then the app's lifespan shutdown runs, and only then the shutdown hooks::
+
+    import gracestop
+    import gracestop.hypercorn
+
+    async def main() -> None:
+        async with gracestop.ShutdownCoordinator(drain_delay=5, wrap_up_time=20,
+                                                 wait_time=30) as coord:
+            await gracestop.hypercorn.serve(app, coord, bind="0.0.0.0:8000")
+
+    anyio.run(main, backend="trio")  # or "asyncio"
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, cast
+
+import anyio
+from anyio.abc import TaskStatus
+from hypercorn.config import Config, Sockets
+from hypercorn.utils import wrap_app
+
+from ._coordinator import ShutdownCoordinator
+from ._hooks import HookContext
+from ._serving import (
+    HOOK_ORDER,
+    ServerStartupError,
+    bound_addresses,
+    check_running,
+    running_on_asyncio,
+    wrap_up_left,
+)
+from .asgi import ShutdownMiddleware
+
+__all__ = ["ServerStartupError", "serve"]
+
+_OWNED = frozenset({"graceful_timeout"})
+
+
+def _config(config: Config | None, options: dict[str, Any]) -> Config:
+    if config is None:
+        config = Config()
+    elif not isinstance(config, Config):
+        raise TypeError(
+            f"config must be a hypercorn.config.Config or None; "
+            f"got {type(config).__name__} {config!r}"
+        )
+    else:
+        # The shutdown changes graceful_timeout: leave the caller's object alone.
+        config = copy.copy(config)
+    for key, value in options.items():
+        if key in _OWNED:
+            raise TypeError(f"serve() sets {key} itself; got {key}={value!r}")
+        if key.startswith("_") or not hasattr(config, key):
+            raise TypeError(f"unknown hypercorn option {key}={value!r}")
+        setattr(config, key, value)
+    return config
+
+
+def _listen(config: Config) -> Sockets:
+    try:
+        sockets = config.create_sockets()
+    except OSError as exc:
+        raise ServerStartupError(
+            f"hypercorn could not bind {', '.join(config.bind)}: {exc}"
+        ) from exc
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
+        sock.listen(config.backlog)
+    return sockets
+
+
+def _close(sockets: Sockets) -> None:
+    for sock in (*sockets.secure_sockets, *sockets.insecure_sockets, *sockets.quic_sockets):
+        sock.close()
+
+
+async def serve(
+    app: Any,
+    coord: ShutdownCoordinator,
+    config: Config | None = None,
+    *,
+    task_status: TaskStatus[list[tuple[str, int]]] = anyio.TASK_STATUS_IGNORED,
+    **hypercorn_options: Any,
+) -> None:
+    """Serve ``app`` with hypercorn until ``coord`` shuts down; return when drained.
+
+    Call it inside ``async with coord:``, on asyncio or trio (the running backend
+    picks ``hypercorn.asyncio`` or ``hypercorn.trio``). ``app`` is wrapped in
+    :class:`~gracestop.asgi.ShutdownMiddleware` unless it already is one.
+    ``config`` is a ``hypercorn.config.Config`` (copied, not changed);
+    ``hypercorn_options`` set its attributes (``bind="0.0.0.0:8000"``,
+    ``keep_alive_timeout=5``, ...), except ``graceful_timeout``, which
+    :func:`serve` sets at the shutdown from the wrap-up time left.
+
+    The listening sockets are bound before :func:`serve` hands over to hypercorn,
+    so a bind failure raises at once, and ``task_status`` receives the bound
+    ``(host, port)`` pairs (with ``bind="127.0.0.1:0"``, the port chosen)::
+
+        (host, port), *_ = await tg.start(
+            functools.partial(gracestop.hypercorn.serve, app, coord, bind="127.0.0.1:0")
+        )
+
+    Raises:
+        ServerStartupError: an address could not be bound.
+        ShutdownError: ``coord`` is not running (enter it first).
+        TypeError: bad ``coord`` or ``config``, an unknown option, or an option
+            :func:`serve` owns.
+    """
+    config = _config(config, hypercorn_options)
+    coord = check_running(coord)
+    middleware = app if isinstance(app, ShutdownMiddleware) else ShutdownMiddleware(app, coord)
+    if running_on_asyncio():
+        from hypercorn.asyncio.run import worker_serve
+    else:
+        from hypercorn.trio.run import worker_serve
+    stop = anyio.Event()
+    done = anyio.Event()
+
+    async def stop_hypercorn(ctx: HookContext) -> None:
+        started = anyio.current_time()
+        if done.is_set():
+            return
+        await middleware.close_websockets(code=1001)
+        config.graceful_timeout = round(wrap_up_left(coord, ctx, started), 3)
+        stop.set()
+        await done.wait()
+
+    sockets = _listen(config)
+    try:
+        coord.add_wrap_up_listener(stop_hypercorn, name="hypercorn", order=HOOK_ORDER)
+        task_status.started(bound_addresses([*sockets.secure_sockets, *sockets.insecure_sockets]))
+        await worker_serve(
+            wrap_app(cast(Any, middleware), config.wsgi_max_body_size, "asgi"),
+            config,
+            sockets=sockets,
+            shutdown_trigger=stop.wait,
+        )
+    finally:
+        done.set()
+        _close(sockets)
