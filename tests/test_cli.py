@@ -20,7 +20,6 @@ import pytest
 
 from gracestop import ShutdownConfig
 from gracestop._cli import ConfigSourceError, load_config, main, stop_timeout
-from gracestop._demo import http_unavailable
 
 GO_ZERO_YAML = """\
 Name: orders
@@ -252,6 +251,7 @@ def test_config_json_output(
         (["demo", "--interval=-1s"], "--interval must be a finite duration >= 0"),
         (["demo", "--wait-time", "1s", "--wrap-up-time", "3s"], "must not exceed wait_time"),
         (["demo", "--job-time", "slow"], "--job-time must be a duration"),
+        (["demo", "--clients", "0"], "--clients must be at least 1; got 0"),
         (["dump", "0"], "PID must be a positive process id; got 0"),
         (["dump", "1", "--timeout", "0"], "--timeout must be a finite duration > 0; got '0'"),
         (["profile", "1", "--duration", "nan"], "--duration must be a number of seconds, not NaN"),
@@ -272,12 +272,6 @@ def test_dump_of_a_process_that_does_not_exist(capsys: pytest.CaptureFixture[str
     proc.wait(30)  # reaped: the pid names no process now
     assert main(["dump", str(proc.pid)]) == 1
     assert capsys.readouterr().err == f"gracestop dump: error: no process with pid {proc.pid}\n"
-
-
-def test_http_part_of_the_demo_is_skipped_with_a_reason() -> None:
-    reason = http_unavailable("trio")
-    assert reason is not None
-    assert "uvicorn" in reason
 
 
 # ---------------------------------------------------------------------------
@@ -434,7 +428,47 @@ def test_demo_loses_nothing(backend: str) -> None:
     shutdown = data["shutdown"]
     assert shutdown["ok"] is True
     assert shutdown["trigger"]["signal"] == "SIGTERM"
-    assert any(s.startswith("HTTP part skipped: ") for s in data["skipped"])
+    hooks = {r["name"]: r["status"] for r in shutdown["results"]}
+    server = {"asyncio": "uvicorn", "trio": "hypercorn"}[backend]
+    assert hooks == {
+        "stop-workers": "ok",
+        "flush-queue": "ok",
+        server: "ok",
+        "close-db": "ok",
+    }
+    http = data["http"]
+    assert data["skipped"] == []
+    assert http["server"] == server
+    assert http["failed"] == 0
+    assert http["served"] >= 1
+    assert http["served"] + http["refused"] == http["sent"]
+    assert http["readiness_off_after"] is not None
+
+
+@pytestmark_process
+def test_demo_without_the_serving_extra_runs_the_worker_part_and_says_so() -> None:
+    # What a base install sees: uvicorn and hypercorn cannot be imported.
+    code = (
+        "import sys; sys.modules['uvicorn'] = sys.modules['hypercorn'] = None; "
+        "from gracestop._cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code, "demo", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["skipped"] == [
+        "HTTP part skipped: uvicorn is not installed (pip install 'gracestop[uvicorn]')"
+    ]
+    assert data["http"] is None
+    assert data["jobs"]["lost"] == 0
+    assert "uvicorn" not in {r["name"] for r in data["shutdown"]["results"]}
 
 
 @pytestmark_process
@@ -442,13 +476,25 @@ def test_demo_tells_the_story() -> None:
     proc = gracestop_cmd("demo")
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
-    assert "HTTP part skipped: " in out
+    assert "a job worker and an HTTP endpoint (uvicorn) on asyncio" in out
     assert "received SIGTERM, shutting down" in out
     assert re.search(r"flush-queue: \d+ queued jobs saved as pending", out)
     assert out.index("flush-queue: ") < out.index("close-db: database closed")
     assert "stage/hook" in out  # the rendered timeline
     assert re.search(r"^      lost 0$", out, re.M)
-    assert out.rstrip().endswith("ok: nothing lost, shutdown ok, service exit status 0")
+    assert re.search(r"served \d+, failed 0, refused \d+; after SIGTERM", out)
+    assert out.rstrip().endswith(
+        "ok: no job lost, no request failed, shutdown ok, service exit status 0"
+    )
+
+
+@pytestmark_process
+def test_demo_no_http() -> None:
+    proc = gracestop_cmd("demo", "--no-http", "--backend", "trio")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "  HTTP part skipped: --no-http was given\n" in proc.stdout
+    assert "http (" not in proc.stdout
+    assert proc.stdout.rstrip().endswith("ok: no job lost, shutdown ok, service exit status 0")
 
 
 @pytestmark_process

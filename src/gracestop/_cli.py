@@ -244,7 +244,14 @@ def _demo_command(args: argparse.Namespace) -> int:
     try:
         timings = {
             name: parse_duration(getattr(args, name), "--" + name.replace("_", "-"))
-            for name in ("interval", "job_time", "drain_delay", "wrap_up_time", "wait_time")
+            for name in (
+                "interval",
+                "job_time",
+                "drain_delay",
+                "wrap_up_time",
+                "wait_time",
+                "request_time",
+            )
         }
         # The service's own config checks its fields; check here to fail before it starts.
         ShutdownConfig(
@@ -252,7 +259,7 @@ def _demo_command(args: argparse.Namespace) -> int:
             wrap_up_time=timings["wrap_up_time"],
             wait_time=timings["wait_time"],
         )
-        for name in ("interval", "job_time"):
+        for name in ("interval", "job_time", "request_time"):
             if not math.isfinite(timings[name]) or timings[name] < 0:
                 raise ValueError(
                     f"--{name.replace('_', '-')} must be a finite duration >= 0; "
@@ -260,7 +267,16 @@ def _demo_command(args: argparse.Namespace) -> int:
                 )
     except (TypeError, ValueError) as exc:
         return _fail("demo", _one_line(exc))
-    options = DemoOptions(backend=args.backend, jobs=args.jobs, seed=args.seed, **timings)
+    if args.clients < 1:
+        return _fail("demo", f"--clients must be at least 1; got {args.clients}")
+    options = DemoOptions(
+        backend=args.backend,
+        jobs=args.jobs,
+        seed=args.seed,
+        http=not args.no_http,
+        clients=args.clients,
+        **timings,
+    )
     result = run_demo(options)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
@@ -336,6 +352,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--drain-delay", default="300ms", help="service drain_delay")
     demo.add_argument("--wrap-up-time", default="3s", help="service wrap_up_time")
     demo.add_argument("--wait-time", default="5s", help="service wait_time")
+    demo.add_argument(
+        "--request-time", default="100ms", help="time per HTTP request (default 100ms)"
+    )
+    demo.add_argument("--clients", type=int, default=4, help="HTTP clients (default 4)")
+    demo.add_argument("--no-http", action="store_true", help="leave out the HTTP part")
     demo.add_argument("--json", action="store_true", help="print machine-readable numbers")
     demo.set_defaults(handler=_demo_command)
 

@@ -11,7 +11,8 @@ the service said ``QUEUED`` (it took it) and the file has no row for it, or said
 
 from __future__ import annotations
 
-import importlib.util
+import dataclasses
+import http.client
 import json
 import os
 import queue
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ._demo_http import SERVERS, http_unavailable
 from ._demo_service import read_jobs
 
 # Generous: the machine may be busy, and a slow start is not the thing shown here.
@@ -45,6 +47,42 @@ class DemoOptions:
     drain_delay: float = 0.3
     wrap_up_time: float = 3.0
     wait_time: float = 5.0
+    http: bool = True
+    clients: int = 4
+    request_time: float = 0.1
+
+
+@dataclass
+class HttpCounts:
+    """What the HTTP clients saw.
+
+    ``failed`` is a request on an accepted connection that got no complete response
+    or a status other than 200: the thing a graceful shutdown must avoid.
+    ``refused`` is a connection refused once the listener had closed, which a load
+    balancer routes elsewhere.
+    """
+
+    server: str = ""
+    sent: int = 0
+    served: int = 0
+    failed: int = 0
+    refused: int = 0
+    sent_after_signal: int = 0
+    served_after_signal: int = 0
+    readiness_off_after: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The numbers, JSON-serialisable."""
+        return {
+            "server": self.server,
+            "sent": self.sent,
+            "served": self.served,
+            "failed": self.failed,
+            "refused": self.refused,
+            "sent_after_sigterm": self.sent_after_signal,
+            "served_after_sigterm": self.served_after_signal,
+            "readiness_off_after": self.readiness_off_after,
+        }
 
 
 @dataclass
@@ -81,6 +119,7 @@ class DemoResult:
 
     options: DemoOptions
     jobs: JobCounts
+    http: HttpCounts | None
     returncode: int | None
     report: dict[str, Any] | None
     render: str
@@ -99,27 +138,12 @@ class DemoResult:
             "ok": self.ok,
             "backend": self.options.backend,
             "jobs": self.jobs.to_dict(),
+            "http": None if self.http is None else self.http.to_dict(),
             "service_exit_code": self.returncode,
             "shutdown": self.report,
             "skipped": self.skipped,
             "problems": self.problems,
         }
-
-
-def http_unavailable(backend: str) -> str | None:
-    """Why the HTTP part of the demo cannot run here, or None when it can.
-
-    The HTTP part needs uvicorn and ``gracestop.uvicorn`` (the serving extra), and
-    uvicorn runs on asyncio only.
-    """
-    if importlib.util.find_spec("uvicorn") is None:
-        return "uvicorn is not installed (pip install 'gracestop[uvicorn]')"
-    if importlib.util.find_spec("gracestop.uvicorn") is None:
-        return "this gracestop has no gracestop.uvicorn integration"
-    if backend != "asyncio":
-        return "uvicorn runs on asyncio only; this run uses trio"
-    # The integration exists but the demo's HTTP service is not wired to it yet.
-    return "the demo's HTTP service is not available in this version"
 
 
 class _Lines:
@@ -192,6 +216,87 @@ class _Acks:
         return not self._thread.is_alive()
 
 
+class _HttpLoad:
+    """Clients that send ``GET /work`` until readiness turns off, as a load balancer would.
+
+    A poller reads ``/readyz`` every 50 ms; once it fails, no new request is sent
+    (endpoints removed), while the requests in flight must still be served.
+    """
+
+    def __init__(self, port: int, counts: HttpCounts, clients: int) -> None:
+        self.port = port
+        self.counts = counts
+        self.signalled_at: float | None = None
+        self.started_at = time.monotonic()
+        self._routing_off = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._poll, daemon=True)]
+        self._threads += [
+            threading.Thread(target=self._client, daemon=True) for _ in range(clients)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _get(self, path: str) -> int:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=_ACK_TIMEOUT)
+        try:
+            conn.request("GET", path)
+            response = conn.getresponse()
+            response.read()
+            return response.status
+        finally:
+            conn.close()
+
+    def _poll(self) -> None:
+        while not self._routing_off.is_set():
+            try:
+                status = self._get("/readyz")
+            except OSError:
+                status = 0
+            if status != 200:
+                with self._lock:
+                    self.counts.readiness_off_after = (
+                        None
+                        if self.signalled_at is None
+                        else round(time.monotonic() - self.signalled_at, 3)
+                    )
+                self._routing_off.set()
+                return
+            # The polling period of the emulated load balancer.
+            self._routing_off.wait(0.05)
+
+    def _client(self) -> None:
+        while not self._routing_off.is_set():
+            after_signal = self.signalled_at is not None
+            try:
+                status = self._get("/work")
+            except ConnectionRefusedError:
+                status = -1
+            except OSError:
+                status = 0
+            with self._lock:
+                self.counts.sent += 1
+                self.counts.sent_after_signal += after_signal
+                if status == 200:
+                    self.counts.served += 1
+                    self.counts.served_after_signal += after_signal
+                elif status == -1:
+                    self.counts.refused += 1
+                else:
+                    self.counts.failed += 1
+
+    def signalled(self) -> None:
+        self.signalled_at = time.monotonic()
+
+    def stop(self, timeout: float) -> bool:
+        """Stop sending and wait for the requests in flight; False if they hang."""
+        self._routing_off.set()
+        end = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, end - time.monotonic()))
+        return not any(thread.is_alive() for thread in self._threads)
+
+
 def _service_command(options: DemoOptions, db: Path) -> list[str]:
     return [
         sys.executable,
@@ -211,20 +316,33 @@ def _service_command(options: DemoOptions, db: Path) -> list[str]:
         repr(options.wrap_up_time),
         "--wait-time",
         repr(options.wait_time),
+        "--request-time",
+        repr(options.request_time),
+        *(["--http"] if options.http else []),
     ]
 
 
 def _offer_jobs(
-    sock: socket.socket, acks: _Acks, proc: subprocess.Popen[str], options: DemoOptions
-) -> bool:
-    """Offer the jobs, SIGTERM half-way; return whether the signal was sent."""
+    sock: socket.socket,
+    acks: _Acks,
+    proc: subprocess.Popen[str],
+    options: DemoOptions,
+    load: _HttpLoad | None,
+) -> None:
+    """Offer the jobs, SIGTERM half-way."""
     counts = acks.counts
     signalled = False
+
+    def send_sigterm() -> None:
+        if load is not None:
+            load.signalled()
+        proc.send_signal(signal.SIGTERM)
+
     for job in range(1, options.jobs + 1):
         if not signalled and job > options.jobs // 2:
             # Mid-flight: at least one job done, others in hand and queued.
             acks.first_done.wait(_ACK_TIMEOUT)
-            proc.send_signal(signal.SIGTERM)
+            send_sigterm()
             signalled = True
         try:
             sock.sendall(f"JOB {job}\n".encode())
@@ -235,17 +353,18 @@ def _offer_jobs(
         # The pace of the load, not a synchronisation.
         time.sleep(options.interval)
     if not signalled:
-        proc.send_signal(signal.SIGTERM)
-        signalled = True
-    return signalled
+        send_sigterm()
 
 
 def run_demo(options: DemoOptions) -> DemoResult:
     """Run the whole demo and return what happened; never raises for a failed run."""
     skipped: list[str] = []
-    reason = http_unavailable(options.backend)
+    reason = "--no-http was given" if not options.http else http_unavailable(options.backend)
     if reason is not None:
         skipped.append(f"HTTP part skipped: {reason}")
+        options = dataclasses.replace(options, http=False)
+    http_counts = HttpCounts(server=SERVERS[options.backend]) if options.http else None
+    load: _HttpLoad | None = None
     problems: list[str] = []
     counts = JobCounts()
     report: dict[str, Any] | None = None
@@ -270,10 +389,13 @@ def run_demo(options: DemoOptions) -> DemoResult:
             if ready is None:
                 problems.append(f"the service did not start within {_START_TIMEOUT:g}s")
             else:
-                port = int(json.loads(ready[len("READY ") :])["port"])
-                with socket.create_connection(("127.0.0.1", port), timeout=_ACK_TIMEOUT) as sock:
+                ports = json.loads(ready[len("READY ") :])
+                if http_counts is not None:
+                    load = _HttpLoad(int(ports["http_port"]), http_counts, options.clients)
+                address = ("127.0.0.1", int(ports["port"]))
+                with socket.create_connection(address, timeout=_ACK_TIMEOUT) as sock:
                     acks = _Acks(sock, counts)
-                    _offer_jobs(sock, acks, proc, options)
+                    _offer_jobs(sock, acks, proc, options, load)
                     deadline = options.wait_time + _ACK_TIMEOUT
                     if not acks.join(deadline):
                         problems.append(f"the service kept its connection open {deadline:g}s")
@@ -282,6 +404,8 @@ def run_demo(options: DemoOptions) -> DemoResult:
             except subprocess.TimeoutExpired:
                 problems.append("the service did not exit in time and was killed")
         finally:
+            if load is not None and not load.stop(_ACK_TIMEOUT):
+                problems.append("HTTP requests still hung after the service had exited")
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
@@ -307,16 +431,22 @@ def run_demo(options: DemoOptions) -> DemoResult:
         problems.append("the service printed no shutdown report")
     elif not report.get("ok"):
         problems.append("the shutdown report is not ok")
+    if http_counts is not None and http_counts.failed:
+        problems.append(f"{http_counts.failed} HTTP requests failed")
     if counts.lost:
         problems.append(f"{len(counts.lost)} acknowledged jobs are not in the database")
-    return DemoResult(options, counts, returncode, report, render, err.seen, skipped, problems)
+    return DemoResult(
+        options, counts, http_counts, returncode, report, render, err.seen, skipped, problems
+    )
 
 
 def format_result(result: DemoResult) -> str:
     """The human-readable story of a demo run."""
     o, jobs = result.options, result.jobs
     lines = [
-        f"gracestop demo: a job worker on {o.backend}, {o.jobs} jobs offered every "
+        "gracestop demo: a job worker"
+        + (f" and an HTTP endpoint ({SERVERS[o.backend]})" if result.http is not None else "")
+        + f" on {o.backend}; {o.jobs} jobs offered every "
         f"{o.interval * 1000:g}ms, SIGTERM after {o.jobs // 2}",
         f"  drain_delay {o.drain_delay:g}s, wrap_up_time {o.wrap_up_time:g}s, "
         f"wait_time {o.wait_time:g}s, ~{o.job_time:g}s per job, seed {o.seed}",
@@ -334,10 +464,23 @@ def format_result(result: DemoResult) -> str:
         f"flushed as 'pending' {jobs.requeued}",
         f"      lost {len(jobs.lost)}"
         + (f" ({', '.join(map(str, jobs.lost[:10]))})" if jobs.lost else ""),
-        "",
     ]
+    if result.http is not None:
+        h = result.http
+        off = "never seen" if h.readiness_off_after is None else f"{h.readiness_off_after:g}s"
+        lines += [
+            f"http ({h.server}, {o.clients} clients, a client stops sending once /readyz "
+            f"fails, as a load balancer would): readiness off after SIGTERM: {off}",
+            f"      sent {h.sent}, served {h.served}, failed {h.failed}, refused {h.refused}; "
+            f"after SIGTERM: sent {h.sent_after_signal}, served {h.served_after_signal}",
+        ]
+    lines.append("")
     if result.ok:
-        lines.append("ok: nothing lost, shutdown ok, service exit status 0")
+        lines.append(
+            "ok: no job lost, "
+            + ("no request failed, " if result.http is not None else "")
+            + "shutdown ok, service exit status 0"
+        )
     else:
         lines.extend(f"FAILED: {problem}" for problem in result.problems)
     return "\n".join(lines)

@@ -57,6 +57,8 @@ class ServiceOptions:
     drain_delay: float = 0.3
     wrap_up_time: float = 3.0
     wait_time: float = 5.0
+    http: bool = False
+    request_time: float = 0.1
 
 
 class JobStore:
@@ -117,8 +119,8 @@ class _Replies:
                 log.warning("client gone; %s not acknowledged", line)
 
 
-async def _next_job(jobs: MemoryObjectReceiveStream[int], coord: ShutdownCoordinator) -> int | None:
-    """The next queued job, or None once the shutdown has begun (no job is taken then)."""
+async def _next_job(jobs: MemoryObjectReceiveStream[int], stop_taking: anyio.Event) -> int | None:
+    """The next queued job, or None once *stop_taking* is set (no job is taken then)."""
     job: int | None = None
     async with anyio.create_task_group() as tg:
 
@@ -128,7 +130,7 @@ async def _next_job(jobs: MemoryObjectReceiveStream[int], coord: ShutdownCoordin
             tg.cancel_scope.cancel()
 
         async def stop() -> None:
-            await coord.triggered()
+            await stop_taking.wait()
             tg.cancel_scope.cancel()
 
         tg.start_soon(take)
@@ -141,6 +143,7 @@ class _Workers:
     """What every worker shares: the queue, the coordinator, the store, the replies."""
 
     jobs: MemoryObjectReceiveStream[int]
+    stop_taking: anyio.Event
     coord: ShutdownCoordinator
     store: JobStore
     replies: _Replies
@@ -149,9 +152,9 @@ class _Workers:
 
     async def work(self, name: str) -> None:
         while True:
-            job = await _next_job(self.jobs, self.coord)
+            job = await _next_job(self.jobs, self.stop_taking)
             if job is None:
-                log.info("%s: shutdown begun, job in hand finished, taking no more", name)
+                log.info("%s: stopped, taking no more jobs", name)
                 return
             async with self.coord.hold(f"job-{job}"):
                 await anyio.sleep(self.job_time * self.durations.uniform(0.5, 1.5))
@@ -200,7 +203,14 @@ async def serve(options: ServiceOptions) -> int:
         wrap_up_time=options.wrap_up_time,
         wait_time=options.wait_time,
     )
+    stop_taking = anyio.Event()
     async with coord:
+        # During drain_delay the workers go on (the service still takes work); from
+        # the wrap-up phase on they take no new job, and the job in hand holds the
+        # phase open until it is committed.
+        @coord.on_wrap_up(name="stop-workers", order=-1)
+        def stop_workers() -> None:
+            stop_taking.set()
 
         @coord.on_wrap_up(name="flush-queue")
         async def flush_queue() -> None:
@@ -221,12 +231,21 @@ async def serve(options: ServiceOptions) -> int:
 
         listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
         async with listener, anyio.create_task_group() as tg:
-            workers = _Workers(receive, coord, store, replies, durations, options.job_time)
+            workers = _Workers(
+                receive, stop_taking, coord, store, replies, durations, options.job_time
+            )
             for n in range(options.workers):
                 tg.start_soon(workers.work, f"worker-{n + 1}")
             port = listener.extra(anyio.abc.SocketAttribute.local_port)
             tg.start_soon(listener.serve, lambda s: _intake(s, send, coord, replies))
-            ready = {"pid": os.getpid(), "port": port, "backend": options.backend}
+            ready: dict[str, object] = {"pid": os.getpid(), "port": port}
+            if options.http:
+                # Imported only here: the worker part runs from the base install.
+                from ._demo_http import start_http
+
+                ready["http_port"] = await start_http(
+                    tg, coord, options.backend, options.request_time
+                )
             print("READY " + json.dumps(ready), flush=True)
             # The coordinator cancels this block once the shutdown is over.
             await anyio.sleep_forever()
@@ -243,16 +262,23 @@ def _parse_args(argv: list[str] | None) -> ServiceOptions:
     parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    for name in ("job-time", "drain-delay", "wrap-up-time", "wait-time"):
+    parser.add_argument("--http", action="store_true")
+    for name in ("job-time", "drain-delay", "wrap-up-time", "wait-time", "request-time"):
         parser.add_argument(f"--{name}", type=parse_duration)
     args = parser.parse_args(argv)
     given = {
         key: value
         for key, value in vars(args).items()
-        if key in {"job_time", "drain_delay", "wrap_up_time", "wait_time"} and value is not None
+        if key in {"job_time", "drain_delay", "wrap_up_time", "wait_time", "request_time"}
+        and value is not None
     }
     return ServiceOptions(
-        db=args.db, backend=args.backend, workers=args.workers, seed=args.seed, **given
+        db=args.db,
+        backend=args.backend,
+        workers=args.workers,
+        seed=args.seed,
+        http=args.http,
+        **given,
     )
 
 
