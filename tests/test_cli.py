@@ -655,3 +655,22 @@ def test_dump_refuses_a_process_without_diagnostics() -> None:
     finally:
         sleeper.kill()
         sleeper.wait(10)
+
+
+def test_yaml_without_pyyaml_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path / "orders.yaml", GO_ZERO_YAML)
+    monkeypatch.setitem(sys.modules, "yaml", None)  # what an install without PyYAML sees
+    with pytest.raises(
+        ConfigSourceError,
+        match=re.escape(f"reading {path} needs PyYAML: pip install 'gracestop[yaml]'"),
+    ):
+        load_config(file=path, section="Shutdown")
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    directory = tmp_path / "conf.json"
+    directory.mkdir()
+    with pytest.raises(ConfigSourceError, match=re.escape(f"cannot read {directory}: ")):
+        load_config(file=directory)

@@ -158,8 +158,18 @@ def load_config(
             for name in FIELD_NAMES
             if getattr(config, name) != getattr(defaults, name)
         }
-        merged.update({key: value for key, value in base.items() if key.startswith(prefix)})
-        config = ShutdownConfig.from_env(prefix, environ=merged)
+        given = {key: value for key, value in base.items() if key.startswith(prefix)}
+        merged.update(given)
+        try:
+            config = ShutdownConfig.from_env(prefix, environ=merged)
+        except ValueError as exc:
+            rule = "drain_delay + wrap_up_time must not exceed wait_time"
+            if file is None or rule not in str(exc):
+                raise
+            # from_env names every variable it read, some of which came from the file.
+            where = f"{file}" + (f" [{section}]" if section else "")
+            where += f" with {', '.join(sorted(given))}" if given else ""
+            raise ValueError(f"{where}: {rule}{str(exc).split(rule, 1)[1]}") from None
     return config
 
 
@@ -336,12 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="run a demo service, SIGTERM it under load, show the timeline and what was lost",
         description=(
-            "Start a demo job worker (SQLite-backed, in-memory queue flushed at wrap-up, "
-            "database closed at shutdown) in a child process, offer it jobs over "
-            "loopback, send it SIGTERM half-way, and print the shutdown timeline and "
-            "the numbers. A job is lost when the service acknowledged it and the "
-            "SQLite file, read after the service exited, does not hold it. "
-            "Exit status 0 when nothing was lost and the shutdown was ok, 1 otherwise."
+            "Start a demo service in a child process: a job worker (SQLite-backed, "
+            "in-memory queue flushed at wrap-up, database closed at shutdown) and, with "
+            "the serving extra, an HTTP endpoint (gracestop.uvicorn on asyncio, "
+            "gracestop.hypercorn on trio). Offer it jobs over loopback and HTTP requests "
+            "from clients that stop sending once /readyz fails (as a load balancer "
+            "would), send it SIGTERM half-way, and print the shutdown timeline and the "
+            "numbers. A job is lost when the service acknowledged it and the SQLite "
+            "file, read after the service exited, does not hold it. Exit status 0 when "
+            "no job was lost, no HTTP request failed and the shutdown was ok; 1 otherwise."
         ),
     )
     demo.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")

@@ -207,8 +207,9 @@ async def serve(options: ServiceOptions) -> int:
     async with coord:
         # During drain_delay the workers go on (the service still takes work); from
         # the wrap-up phase on they take no new job, and the job in hand holds the
-        # phase open until it is committed.
-        @coord.on_wrap_up(name="stop-workers", order=-1)
+        # phase open until it is committed. Order -1000: beside the HTTP server's
+        # drain, before the queue is flushed.
+        @coord.on_wrap_up(name="stop-workers", order=-1000)
         def stop_workers() -> None:
             stop_taking.set()
 
