@@ -48,6 +48,9 @@ CAMEL = {
     "watchdog_grace": "WatchdogGrace",
     "force_exit_code": "ForceExitCode",
     "progress_interval": "ProgressInterval",
+    "diagnostics": "Diagnostics",
+    "diagnostics_dir": "DiagnosticsDir",
+    "profile_duration": "ProfileDuration",
 }
 
 
@@ -73,6 +76,9 @@ def test_field_names_in_declaration_order() -> None:
         "watchdog_grace",
         "force_exit_code",
         "progress_interval",
+        "diagnostics",
+        "diagnostics_dir",
+        "profile_duration",
     )
     assert tuple(f.name for f in dataclasses.fields(ShutdownConfig)) == FIELD_NAMES
 
@@ -90,6 +96,9 @@ def test_defaults() -> None:
     assert cfg.watchdog_grace == 0.5
     assert cfg.force_exit_code == 1
     assert cfg.progress_interval == 1.0
+    assert cfg.diagnostics is False
+    assert cfg.diagnostics_dir is None
+    assert cfg.profile_duration == 60.0
     for name in ("wrap_up_time", "wait_time", "drain_delay", "watchdog_grace"):
         assert type(getattr(cfg, name)) is float
 
@@ -620,6 +629,9 @@ def test_from_mapping_every_camel_case_key() -> None:
         "WatchdogGrace": "250ms",
         "ForceExitCode": "3",
         "ProgressInterval": "2s",
+        "Diagnostics": "on",
+        "DiagnosticsDir": "/var/tmp/diag",
+        "ProfileDuration": "30s",
     }
     assert set(mapping) == set(CAMEL.values())
     cfg = ShutdownConfig.from_mapping(mapping)
@@ -635,6 +647,9 @@ def test_from_mapping_every_camel_case_key() -> None:
         watchdog_grace=0.25,
         force_exit_code=3,
         progress_interval=2,
+        diagnostics=True,
+        diagnostics_dir="/var/tmp/diag",
+        profile_duration=30,
     )
 
 
@@ -776,6 +791,9 @@ def test_from_env_reads_every_field() -> None:
         "GRACESTOP_WATCHDOG_GRACE": "1s",
         "GRACESTOP_FORCE_EXIT_CODE": "70",
         "GRACESTOP_PROGRESS_INTERVAL": "500ms",
+        "GRACESTOP_DIAGNOSTICS": "true",
+        "GRACESTOP_DIAGNOSTICS_DIR": "/run/app/diag",
+        "GRACESTOP_PROFILE_DURATION": "1m30s",
         "PATH": "/usr/bin",
         "GRACESTOPPER": "unrelated: no underscore after the prefix",
     }
@@ -792,6 +810,9 @@ def test_from_env_reads_every_field() -> None:
         watchdog_grace=1,
         force_exit_code=70,
         progress_interval=0.5,
+        diagnostics=True,
+        diagnostics_dir="/run/app/diag",
+        profile_duration=90,
     )
 
 
@@ -917,12 +938,75 @@ def test_to_dict_shape() -> None:
             watchdog_grace=0,
             force_exit_code=0,
             progress_interval="10s",
+            diagnostics=True,
+            diagnostics_dir="/srv/diag",
+            profile_duration="2m",
         ),
     ],
 )
 def test_to_dict_round_trips_through_json(cfg: ShutdownConfig) -> None:
     text = json.dumps(cfg.to_dict())
     assert ShutdownConfig.from_mapping(json.loads(text)) == cfg
+
+
+# ---------------------------------------------------------------------------
+# Diagnostics fields
+# ---------------------------------------------------------------------------
+
+
+def test_diagnostics_fields_accept() -> None:
+    cfg = ShutdownConfig(diagnostics=True, diagnostics_dir="/tmp/d", profile_duration="1m30s")
+    assert (cfg.diagnostics, cfg.diagnostics_dir, cfg.profile_duration) == (True, "/tmp/d", 90.0)
+    from pathlib import Path
+
+    assert ShutdownConfig(diagnostics_dir=Path("/srv/x")).diagnostics_dir == "/srv/x"
+    assert ShutdownConfig(profile_duration=timedelta(seconds=5)).profile_duration == 5.0
+    assert "diagnostics=True" in repr(cfg)
+    assert "profile_duration=90.0" in repr(cfg)
+
+
+@pytest.mark.parametrize("value", [1, 0, "yes", None])
+def test_diagnostics_must_be_a_bool(value: object) -> None:
+    with pytest.raises(TypeError, match=r"^diagnostics must be True or False; got "):
+        ShutdownConfig(diagnostics=value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [b"/tmp", 3, ["/tmp"]])
+def test_diagnostics_dir_types(value: object) -> None:
+    with pytest.raises(TypeError, match=r"^diagnostics_dir must be None, a str or a path; got "):
+        ShutdownConfig(diagnostics_dir=value)  # type: ignore[arg-type]
+
+
+def test_diagnostics_dir_bytes_path_refused() -> None:
+    class BytesPath:
+        def __fspath__(self) -> bytes:
+            return b"/tmp"
+
+    with pytest.raises(TypeError, match=r"^diagnostics_dir must be None, a str or a path"):
+        ShutdownConfig(diagnostics_dir=BytesPath())  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", ["", "/tmp/a\0b"])
+def test_diagnostics_dir_values(value: str) -> None:
+    with pytest.raises(ValueError, match=r"^diagnostics_dir must be a non-empty path"):
+        ShutdownConfig(diagnostics_dir=value)
+
+
+@pytest.mark.parametrize("value", [0, "-1s", "inf", float("nan")])
+def test_profile_duration_must_be_positive_and_finite(value: object) -> None:
+    with pytest.raises(ValueError, match=r"^profile_duration must be a"):
+        ShutdownConfig(profile_duration=value)  # type: ignore[arg-type]
+
+
+def test_diagnostics_from_text() -> None:
+    env = {"GRACESTOP_DIAGNOSTICS": "off", "GRACESTOP_DIAGNOSTICS_DIR": ""}
+    cfg = ShutdownConfig.from_env(environ=env)
+    assert (cfg.diagnostics, cfg.diagnostics_dir) == (False, None)
+    assert ShutdownConfig.from_mapping({"diagnostics_dir": "none"}).diagnostics_dir is None
+    with pytest.raises(ValueError, match=r"^GRACESTOP_DIAGNOSTICS: diagnostics must be true/false"):
+        ShutdownConfig.from_env(environ={"GRACESTOP_DIAGNOSTICS": "maybe"})
+    with pytest.raises(ValueError, match=r"^GRACESTOP_PROFILE_DURATION: profile_duration must"):
+        ShutdownConfig.from_env(environ={"GRACESTOP_PROFILE_DURATION": "0s"})
 
 
 # ---------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ._config import ConfigOverrides, ShutdownConfig, UnknownFieldError
 from ._coordinator import Coordinator, Hold, ShutdownCoordinator
+from ._diagnostics import request_diagnostics
 from ._hooks import (
     Hook,
     HookContext,
@@ -56,6 +57,7 @@ __all__ = [
     "exit_code",
     "on_shutdown",
     "on_wrap_up",
+    "request_diagnostics",
     "run",
 ]
 

@@ -15,27 +15,23 @@ follows anything already there; a file therefore appears only once complete.
 from __future__ import annotations
 
 import asyncio
-import cProfile
 import errno
 import io
 import itertools
 import logging
 import marshal
 import os
-import pstats
 import re
 import signal
 import stat
 import sys
-import tempfile
 import threading
 import time
 import traceback
-import tracemalloc
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import anyio
 from anyio.abc import TaskStatus
@@ -43,6 +39,12 @@ from anyio.abc import TaskStatus
 from ._config import ShutdownConfig, check_duration
 from ._report import ShutdownError
 from ._signals import SignalListener
+
+if TYPE_CHECKING:
+    # Imported where used: profiling modules are not needed by a process that
+    # never profiles, and ``import gracestop`` stays light.
+    import cProfile
+    import tracemalloc
 
 __all__ = [
     "DiagnosticsKind",
@@ -84,6 +86,8 @@ class UnsafeDirectoryError(OSError):
 def default_diagnostics_dir(uid: int | None = None) -> Path:
     """``<tempfile.gettempdir()>/gracestop-<uid>``, the directory used when
     ``diagnostics_dir`` is ``None`` (*uid* defaults to the effective uid)."""
+    import tempfile
+
     if uid is None:
         uid = os.geteuid()
     return Path(tempfile.gettempdir()) / f"gracestop-{uid}"
@@ -92,7 +96,9 @@ def default_diagnostics_dir(uid: int | None = None) -> Path:
 def program_name(argv0: str | None = None) -> str:
     """The basename of ``sys.argv[0]`` without extension, reduced to safe
     characters, or ``"python"`` when there is none."""
-    raw = sys.argv[0] if argv0 is None else argv0
+    raw = (sys.argv[0] if sys.argv else "") if argv0 is None else argv0
+    if raw in ("-c", "-m"):  # python -c CODE: no program file
+        return "python"
     stem = os.path.splitext(os.path.basename(raw))[0]
     name = re.sub(r"[^A-Za-z0-9_.-]", "_", stem).lstrip(".-")
     return name[:64] or "python"
@@ -395,6 +401,9 @@ class _Profile:
     """A cProfile + tracemalloc recording of the event-loop thread."""
 
     def __init__(self) -> None:
+        import cProfile
+        import tracemalloc
+
         self.started = time.monotonic()
         self.stop = anyio.Event()
         self.profiler = cProfile.Profile()
@@ -406,6 +415,8 @@ class _Profile:
 
     def finish(self) -> tuple[float, tracemalloc.Snapshot | None]:
         """Stop recording (on the loop thread, where cProfile was enabled)."""
+        import tracemalloc
+
         self.profiler.disable()
         snapshot = tracemalloc.take_snapshot() if tracemalloc.is_tracing() else None
         if self.own_tracemalloc:
@@ -417,6 +428,9 @@ def _render_profile(
     profiler: cProfile.Profile, seconds: float, snapshot: tracemalloc.Snapshot | None
 ) -> tuple[bytes, bytes]:
     """The ``.pstats`` data (what ``pstats.Stats.dump_stats`` writes) and the summary."""
+    import pstats
+    import tracemalloc
+
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
     pstats_data = marshal.dumps(stats.stats)  # type: ignore[attr-defined]
@@ -460,11 +474,6 @@ class Diagnostics:
         self._requests: list[signal.Signals] = []
         self._wake: anyio.Event | None = None
         self._profile: _Profile | None = None
-
-    @property
-    def signals(self) -> tuple[signal.Signals, ...]:
-        """The signals listened to."""
-        return self._listener.signals
 
     def claim(self) -> None:
         """Claim SIGUSR1 and SIGUSR2 (``ShutdownError`` if another coordinator has them)."""
@@ -660,7 +669,8 @@ def request_diagnostics(
     seconds to end the profile early, else the profile runs for the service's
     ``profile_duration``. It then waits for the ``.pstats`` file and its ``.txt``
     summary and returns the ``.pstats`` path (the summary is the same path with
-    ``.txt``).
+    ``.txt``). If a profile was already running, the first SIGUSR2 ends it and
+    that profile is the one returned (no second signal is sent then).
 
     *directory* is where the service writes (its ``diagnostics_dir``); by default
     ``<tempdir>/gracestop-<uid of pid>``, which matches the service's default when
@@ -718,7 +728,10 @@ def request_diagnostics(
     _send(pid, sig)
     if profile_for is not None:
         time.sleep(profile_for)
-        _send(pid, sig)
+        # A profile that was already running ended at our first signal: a
+        # second one would start another, left running behind us.
+        if not _matching(folder, pattern) - before:
+            _send(pid, sig)
     end = time.monotonic() + wait
     while True:
         new = _matching(folder, pattern) - before

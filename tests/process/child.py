@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from types import FrameType
@@ -522,6 +523,71 @@ def run_deadline(backend: str, variant: str) -> None:
         await anyio.sleep_forever()
 
     run_with_report(main, backend, wait_time=1, wrap_up_time=0.5, force_exit_code=5)
+
+
+def diag_spin_work(rounds: int) -> int:
+    """Busy work on the loop thread, for the profile to find by name."""
+    return sum(sum(range(20_000)) for _ in range(rounds))
+
+
+def diag_thread_body(stop: threading.Event) -> None:
+    stop.wait(60)
+
+
+@scenario
+def diagnostics(backend: str, variant: str) -> None:
+    """A service with ``diagnostics=True`` writing to the directory ``variant``
+    (``default``: the default directory; ``off``: diagnostics not enabled).
+
+    It has a named task awaiting a named coroutine and a named thread, and obeys
+    commands on stdin: ``ping`` (prints ``PONG``), ``spin N`` (runs
+    ``diag_spin_work`` on the loop thread, prints ``SPUN N``), ``quit`` (stops
+    reading stdin, prints ``QUIT``).
+    """
+    stop_thread = threading.Event()
+    thread = threading.Thread(
+        target=diag_thread_body, args=(stop_thread,), name="diag-thread", daemon=True
+    )
+    thread.start()
+
+    async def diag_inner_wait(event: anyio.Event) -> None:
+        await event.wait()
+
+    async def diag_waiter(event: anyio.Event) -> None:
+        await diag_inner_wait(event)
+
+    async def commands() -> None:
+        while True:
+            line = await anyio.to_thread.run_sync(sys.stdin.readline, abandon_on_cancel=True)
+            word, _, arg = line.strip().partition(" ")
+            if word == "ping":
+                out("PONG")
+            elif word == "spin":
+                diag_spin_work(int(arg))
+                out("SPUN", arg)
+            else:
+                out("QUIT")
+                return
+
+    async def main(coord: ShutdownCoordinator) -> None:
+        @coord.on_shutdown(name="closer")
+        async def closer() -> None:
+            stop_thread.set()
+            out("HOOK closer")
+
+        event = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(diag_waiter, event, name="diag-named-task")
+            tg.start_soon(commands, name="diag-commands")
+            out("READY", os.getpid())
+            await coord.triggered()
+            event.set()
+            tg.cancel_scope.cancel()
+
+    options: dict[str, Any] = {"diagnostics": variant != "off"}
+    if variant not in ("default", "off"):
+        options["diagnostics_dir"] = variant
+    run_with_report(main, backend, wait_time=10, **options)
 
 
 def entry() -> None:
