@@ -20,8 +20,11 @@ __all__ = [
     "wrap_up_left",
 ]
 
-# Order of the wrap-up hook that stops a server: before the application's own
-# wrap-up hooks, so that the drain gets the whole wrap-up window.
+#: ``order`` of the wrap-up hook ``serve()`` registers (named "uvicorn" or
+#: "hypercorn"). Lower orders run first, so the server stops and drains before the
+#: application's own wrap-up hooks (order 0) start: they see no request in flight
+#: (flush what the requests produced). A hook with a lower order runs before the
+#: server stops accepting.
 HOOK_ORDER = -1000
 # Part of the wrap-up window kept for the app's lifespan shutdown, at most.
 _LIFESPAN_RESERVE = 0.5

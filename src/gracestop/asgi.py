@@ -443,6 +443,8 @@ class GracefulApp:
         inner = _InnerLifespan(self.app, scope)
         takeover = _SignalTakeover(coord, self._signals)
         shutdown_received = False
+        kind = "lifespan.startup"
+        failure: str | None = None
         try:
             async with anyio.create_task_group() as tg:
                 async with coord:
@@ -450,28 +452,37 @@ class GracefulApp:
                     self.middleware._bound = coord
                     failure = await inner.startup(tg)
                     if failure is None:
+                        kind = "lifespan.shutdown"
                         takeover.install()
                         tg.start_soon(takeover.forward_after_drain, name="gracestop forward")
-                        # The shutdown phase waits for the server's own drain:
-                        # lifespan.shutdown comes once its connections are closed.
+                        # The shutdown phase waits for the server's own drain
+                        # (lifespan.shutdown comes once its connections are closed)
+                        # and for the app's lifespan shutdown, which may still use
+                        # what the shutdown hooks close.
                         async with coord.hold("server drain"):
                             await send({"type": "lifespan.startup.complete"})
-                            message = await receive()
+                            await _expect(receive, "lifespan.shutdown")
                             shutdown_received = True
-                if failure is not None:
-                    tg.cancel_scope.cancel()
-                    await send({"type": "lifespan.startup.failed", "message": failure})
-                    return
-                if not shutdown_received:
-                    message = await receive()
-                failure = await inner.shutdown()
+                            with anyio.CancelScope(shield=True):
+                                failure = await inner.shutdown()
+                if kind == "lifespan.shutdown" and not shutdown_received:
+                    # The coordinator stopped first (wrap_up_time ran out).
+                    await _expect(receive, "lifespan.shutdown")
+                    failure = await inner.shutdown()
                 tg.cancel_scope.cancel()
         finally:
             takeover.restore()
+            inner.close()
         if failure is not None:
-            await send({"type": "lifespan.shutdown.failed", "message": failure})
+            await send({"type": f"{kind}.failed", "message": failure})
         else:
-            await send({"type": "lifespan.shutdown.complete"})
+            await send({"type": f"{kind}.complete"})
+
+
+async def _expect(receive: Receive, kind: str) -> None:
+    message = await receive()
+    if message.get("type") != kind:
+        raise ShutdownError(f"expected {kind} from the server; got {message!r}")
 
 
 class _InnerLifespan:
@@ -482,22 +493,19 @@ class _InnerLifespan:
         self._scope = scope
         self._to_app, self._app_in = anyio.create_memory_object_stream[Message](2)
         self._app_out, self._from_app = anyio.create_memory_object_stream[Message](2)
-        self.supported = True
+        self._replied = False
 
     async def _run(self) -> None:
         try:
             await self._app(self._scope, self._app_in.receive, self._app_out.send)
         except Exception as exc:
-            if self.supported and not self._replied:
+            if self._replied:
+                logger.error("the app's lifespan raised", exc_info=exc)
+            else:
                 # As uvicorn does: an app that raises on a lifespan scope has none.
                 logger.debug("the app does not support lifespan: %r", exc)
-            else:
-                logger.exception("the app's lifespan raised")
         finally:
-            self.supported = self._replied
             self._app_out.close()
-
-    _replied = False
 
     async def startup(self, tg: TaskGroup) -> str | None:
         """Start the app's lifespan; return the failure message, if it failed."""
@@ -506,21 +514,27 @@ class _InnerLifespan:
 
     async def shutdown(self) -> str | None:
         """Stop the app's lifespan; return the failure message, if it failed."""
-        if not self.supported:
+        if not self._replied:
             return None
         return await self._exchange("lifespan.shutdown")
 
     async def _exchange(self, kind: str) -> str | None:
-        await self._to_app.send({"type": kind})
         try:
+            await self._to_app.send({"type": kind})
             reply = await self._from_app.receive()
-        except anyio.EndOfStream:
-            self.supported = self._replied
+        except (anyio.EndOfStream, anyio.BrokenResourceError):
+            # The app's lifespan has ended: it has none, or it has nothing to say.
             return None
         self._replied = True
         if reply.get("type") == f"{kind}.complete":
             return None
-        return str(reply.get("message", "")) or f"{kind} failed"
+        if reply.get("type") == f"{kind}.failed":
+            return str(reply.get("message") or f"{kind} failed")
+        return f"the app answered {kind} with {reply.get('type')!r}"
+
+    def close(self) -> None:
+        for stream in (self._to_app, self._app_in, self._app_out, self._from_app):
+            stream.close()
 
 
 class _SignalTakeover:
@@ -528,7 +542,10 @@ class _SignalTakeover:
 
     The first signal goes to the coordinator (readiness off, drain delay) and
     reaches the server once the drain delay is over; a second one reaches both
-    at once.
+    at once. Only handlers installed with ``signal.signal`` (uvicorn's) can be
+    taken over: a server that listens through its event loop (hypercorn,
+    anything on ``loop.add_signal_handler`` or trio's signal receiver) hears the
+    signal whatever handler is installed.
     """
 
     def __init__(self, coord: ShutdownCoordinator, signals: tuple[signal.Signals, ...]) -> None:
@@ -542,17 +559,41 @@ class _SignalTakeover:
 
     def install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
-            logger.warning("not in the main thread: the server's signal handlers stay as they are")
+            logger.warning(
+                "the app's lifespan runs outside the main thread: the server's signal "
+                "handlers stay in place, so readiness turns off only at lifespan.shutdown"
+            )
             return
         self._call = loop_caller()
         for sig in self._signals:
+            handler = signal.getsignal(sig)
+            if not _can_take_over(handler):
+                logger.warning(
+                    "the server handles %s through its event loop (%r); gracestop.asgi.graceful "
+                    "cannot delay it, so readiness turns off only at lifespan.shutdown",
+                    sig.name,
+                    handler,
+                )
+                continue
             self._previous[sig] = signal.signal(sig, self._handle)
+        config = self._coord.config
+        if self._previous and config.hard_exit is not False:
+            # The coordinator's watchdog stops with the coordinator; this one covers
+            # the server's drain too, up to lifespan.shutdown.complete.
+            self._watchdog = Watchdog(
+                exit_code=config.force_exit_code,
+                describe_pending=self._coord._describe_pending,
+                name="gracestop-asgi-watchdog",
+            )
+            self._watchdog.start()
 
     def restore(self) -> None:
         previous, self._previous = self._previous, {}
         for sig, handler in previous.items():
             if signal.getsignal(sig) == self._handle:
                 signal.signal(sig, handler)
+        if self._watchdog is not None:
+            self._watchdog.stop()
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         sig = signal.Signals(signum)
@@ -563,26 +604,42 @@ class _SignalTakeover:
             self._forward()
 
     def _forward(self) -> None:
-        """Pass every signal not yet passed on to the server's own handler."""
+        """Pass every signal not passed on yet to the server's own handler."""
         if self._forwarded:
             pending = self._received[-1:]
         else:
             pending = list(self._received)
             self._forwarded = True
         for sig, frame in pending:
-            _call_handler(self._previous.get(sig, signal.SIG_DFL), sig, frame)
+            _call_handler(self._previous.get(sig, signal.SIG_IGN), sig, frame)
 
     async def forward_after_drain(self) -> None:
+        """Once triggered, wait out the drain delay, then tell the server."""
         trigger = await self._coord.triggered()
-        if trigger.kind not in ("signal", "manual"):
+        config = self._coord.config
+        if self._watchdog is not None and (trigger.kind == "signal" or config.hard_exit):
+            self._watchdog.arm(self._coord._trigger_mono + config.wait_time + config.watchdog_grace)
+        if trigger.kind not in ("signal", "manual") or not self._previous:
             return
         if not self._received:
-            # A manual trigger: the server is told as if it had been sent SIGTERM.
-            self._received.append((signal.SIGTERM, None))
+            # Triggered by the app itself: the server is told as if sent SIGTERM.
+            sig = signal.SIGTERM if signal.SIGTERM in self._previous else next(iter(self._previous))
+            self._received.append((sig, None))
         elapsed = time.monotonic() - self._coord._trigger_mono
-        await anyio.sleep(max(0.0, self._coord.config.drain_delay - elapsed))
+        await anyio.sleep(max(0.0, config.drain_delay - elapsed))
         if not self._forwarded:
             self._forward()
+
+
+def _can_take_over(handler: Any) -> bool:
+    """Whether calling ``handler`` ourselves is how the server would hear the signal."""
+    if not callable(handler):
+        return bool(handler == signal.SIG_DFL)
+    if handler is signal.default_int_handler:
+        # It raises KeyboardInterrupt wherever it is called: not from a task.
+        return False
+    module = str(getattr(handler, "__module__", "") or "")
+    return module.split(".", maxsplit=1)[0] not in ("asyncio", "trio", "uvloop")
 
 
 def _call_handler(handler: Any, sig: signal.Signals, frame: FrameType | None) -> None:

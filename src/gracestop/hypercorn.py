@@ -22,6 +22,8 @@ then the app's lifespan shutdown runs, and only then the shutdown hooks::
 from __future__ import annotations
 
 import copy
+import socket
+from types import TracebackType
 from typing import Any, cast
 
 import anyio
@@ -41,7 +43,7 @@ from ._serving import (
 )
 from .asgi import ShutdownMiddleware
 
-__all__ = ["ServerStartupError", "serve"]
+__all__ = ["HOOK_ORDER", "ServerStartupError", "serve"]
 
 _OWNED = frozenset({"graceful_timeout"})
 
@@ -70,12 +72,24 @@ def _listen(config: Config) -> Sockets:
     try:
         sockets = config.create_sockets()
     except OSError as exc:
+        _close_sockets_left_in(exc.__traceback__)
         raise ServerStartupError(
             f"hypercorn could not bind {', '.join(config.bind)}: {exc}"
         ) from exc
     for sock in (*sockets.secure_sockets, *sockets.insecure_sockets):
         sock.listen(config.backlog)
     return sockets
+
+
+def _close_sockets_left_in(tb: TracebackType | None) -> None:
+    """Close the sockets hypercorn created before a bind failed: it leaves them open."""
+    while tb is not None:
+        for value in list(tb.tb_frame.f_locals.values()):
+            found = value if isinstance(value, list) else [value]
+            for item in found:
+                if isinstance(item, socket.socket):
+                    item.close()
+        tb = tb.tb_next
 
 
 def _close(sockets: Sockets) -> None:

@@ -114,12 +114,11 @@ async def serve_probes(
         routes[live_path] = liveness
 
     server = _ProbeServer(coord, routes, float(idle_timeout))
-    listener = await anyio.create_tcp_listener(
-        local_host=host if host is not None else default_host(), local_port=port
-    )
+    host = host if host is not None else default_host()
+    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
     async with listener:
         bound = int(listener.extra(SocketAttribute.local_port))
-        logger.info("serving probes on port %d", bound)
+        logger.info("serving probes on %s port %d", host, bound)
         task_status.started(bound)
         await listener.serve(server.handle)
 

@@ -49,7 +49,7 @@ from ._serving import (
 )
 from .asgi import ShutdownMiddleware
 
-__all__ = ["ServerStartupError", "serve"]
+__all__ = ["HOOK_ORDER", "ServerStartupError", "serve"]
 
 logger = logging.getLogger("gracestop")
 
@@ -124,12 +124,12 @@ async def serve(
         raise TypeError(
             f"serve() sets {', '.join(owned)} itself; got {owned[0]}={uvicorn_config[owned[0]]!r}"
         )
+    coord = check_running(coord)
     if not running_on_asyncio():
         raise ShutdownError(
             "gracestop.uvicorn.serve() needs the asyncio backend (uvicorn runs on asyncio "
             "only); on trio use gracestop.hypercorn.serve()"
         )
-    coord = check_running(coord)
     middleware = app if isinstance(app, ShutdownMiddleware) else ShutdownMiddleware(app, coord)
     config = uvicorn.Config(middleware, **uvicorn_config)
     errors = _ErrorLog()

@@ -1,0 +1,141 @@
+"""``gracestop.hypercorn.serve`` in process, on asyncio and trio: a real hypercorn
+server and a real httpx client on loopback.
+
+The rollout under load with real signals is in ``tests/process/test_hypercorn_process.py``.
+"""
+
+from __future__ import annotations
+
+import functools
+import socket
+
+import anyio
+import httpx
+import pytest
+from hypercorn.config import Config
+
+import gracestop.hypercorn
+from _asgi_app import App
+from gracestop import Hooks, ShutdownCoordinator, ShutdownError
+from gracestop.asgi import ShutdownMiddleware
+from gracestop.hypercorn import ServerStartupError, serve
+
+pytestmark = pytest.mark.anyio
+
+BIND = {"bind": "127.0.0.1:0"}
+
+
+def coordinator(**overrides: object) -> ShutdownCoordinator:
+    return ShutdownCoordinator(hooks=Hooks(), signals=(), **overrides)  # type: ignore[arg-type]
+
+
+async def read_all(response: httpx.Response, chunks: list[bytes]) -> None:
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+
+
+async def test_slow_request_finishes_before_the_shutdown_hooks() -> None:
+    app = App()
+    wrap_up = anyio.Event()
+    slow_done = anyio.Event()
+    responses: list[httpx.Response] = []
+    async with coordinator(drain_delay=0.3, wrap_up_time=5, wait_time=8) as coord:
+
+        @coord.on_wrap_up(order=gracestop.hypercorn.HOOK_ORDER - 1)
+        async def wrap_up_started() -> None:
+            wrap_up.set()
+
+        @coord.on_shutdown
+        def close_db() -> None:
+            app.events.append(f"close-db in_flight={app.in_flight}")
+
+        async with anyio.create_task_group() as tg:
+            (host, port), *_ = await tg.start(functools.partial(serve, app, coord, **BIND))
+            assert host == "127.0.0.1"
+            async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=10) as client:
+
+                async def fetch_slow() -> None:
+                    try:
+                        responses.append(await client.get("/slow"))
+                    finally:
+                        slow_done.set()
+
+                assert (await client.get("/readyz")).status_code == 200
+                tg.start_soon(fetch_slow)
+                await app.slow_started.wait()
+                coord.shutdown()
+                ready = await client.get("/readyz")
+                during = await client.get("/")
+                await wrap_up.wait()
+                app.release.set()
+                await slow_done.wait()
+    assert ready.status_code == 503
+    assert during.status_code == 200
+    assert during.headers["connection"] == "close"
+    assert [r.status_code for r in responses] == [200]
+    assert app.events == ["lifespan.startup", "lifespan.shutdown", "close-db in_flight=0"]
+    assert coord.report is not None and coord.report.ok, coord.report
+
+
+async def test_an_endless_stream_is_cut_within_the_wrap_up_time() -> None:
+    app = App()
+    chunks: list[bytes] = []
+    async with coordinator(wrap_up_time=1, wait_time=5) as coord:
+        async with anyio.create_task_group() as tg:
+            (host, port), *_ = await tg.start(functools.partial(serve, app, coord, **BIND))
+            async with (
+                httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=10) as client,
+                client.stream("GET", "/stream") as response,
+            ):
+                coord.shutdown()
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await read_all(response, chunks)
+    report = coord.report
+    assert report is not None and report.ok and not report.forced, report
+    assert chunks
+    assert report.duration < 5
+
+
+async def test_a_config_object_is_copied_and_an_already_wrapped_app_served_as_it_is() -> None:
+    app = App()
+    config = Config()
+    config.bind = ["127.0.0.1:0"]
+    config.graceful_timeout = 123.0
+    async with coordinator(wrap_up_time=2) as coord:
+        wrapped = ShutdownMiddleware(app, coord, readiness_path="/ready")
+        async with anyio.create_task_group() as tg:
+            (host, port), *_ = await tg.start(functools.partial(serve, wrapped, coord, config))
+            async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:
+                assert (await client.get("/ready")).status_code == 200
+                assert (await client.get("/readyz")).text == "/readyz"
+            coord.shutdown()
+    assert coord.report is not None and coord.report.ok
+    assert config.graceful_timeout == 123.0
+
+
+async def test_an_address_in_use_raises_a_startup_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        async with coordinator() as coord:
+            with pytest.raises(ServerStartupError, match=f"127.0.0.1:{port}.*in use"):
+                await serve(App(), coord, bind=f"127.0.0.1:{port}")
+    assert coord.report is not None and coord.report.ok
+
+
+async def test_serve_checks_its_arguments() -> None:
+    with pytest.raises(TypeError, match="coord must be a ShutdownCoordinator; got str 'x'"):
+        await serve(App(), "x", **BIND)  # type: ignore[arg-type]
+    with pytest.raises(ShutdownError, match=r"running coordinator.*idle"):
+        await serve(App(), coordinator(), **BIND)
+    async with coordinator() as coord:
+        with pytest.raises(TypeError, match=r"config must be a hypercorn\.config\.Config"):
+            await serve(App(), coord, {"bind": "x"})  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="graceful_timeout=3"):
+            await serve(App(), coord, graceful_timeout=3)
+        with pytest.raises(TypeError, match="unknown hypercorn option no_such_option=1"):
+            await serve(App(), coord, no_such_option=1)
+        coord.shutdown()
+        with pytest.raises(ShutdownError, match="running coordinator"):
+            await serve(App(), coord, **BIND)
