@@ -674,3 +674,22 @@ def test_unreadable_file(tmp_path: Path) -> None:
     directory.mkdir()
     with pytest.raises(ConfigSourceError, match=re.escape(f"cannot read {directory}: ")):
         load_config(file=directory)
+
+
+@pytestmark_process
+def test_demo_reports_a_service_that_does_not_start() -> None:
+    from gracestop._demo import DemoOptions, format_result, run_demo
+
+    # The CLI checks this rule before starting anything; run_demo leaves it to the
+    # service, which refuses the configuration and dies before READY.
+    result = run_demo(DemoOptions(http=False, wrap_up_time=10, wait_time=1))
+    assert not result.ok
+    assert result.returncode == 1
+    assert result.problems[0].startswith("the service did not start within")
+    assert "the service exited with status 1" in result.problems
+    assert "the service printed no shutdown report" in result.problems
+    assert any("must not exceed wait_time" in line for line in result.log)
+    assert result.jobs.offered == 0
+    text = format_result(result)
+    assert "(no shutdown report)" in text
+    assert "FAILED: the service exited with status 1" in text
