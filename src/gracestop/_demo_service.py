@@ -39,6 +39,7 @@ from ._config import parse_duration
 from ._coordinator import ShutdownCoordinator
 from ._hooks import Hooks
 from ._run import exit_code
+from ._serving import HOOK_ORDER
 
 log = logging.getLogger("gracestop.demo")
 
@@ -207,9 +208,9 @@ async def serve(options: ServiceOptions) -> int:
     async with coord:
         # During drain_delay the workers go on (the service still takes work); from
         # the wrap-up phase on they take no new job, and the job in hand holds the
-        # phase open until it is committed. Order -1000: beside the HTTP server's
-        # drain, before the queue is flushed.
-        @coord.on_wrap_up(name="stop-workers", order=-1000)
+        # phase open until it is committed. Beside the HTTP server's drain, before
+        # the queue is flushed.
+        @coord.on_wrap_up(name="stop-workers", order=HOOK_ORDER)
         def stop_workers() -> None:
             stop_taking.set()
 
