@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -341,9 +342,10 @@ async def test_websocket_is_a_hold_and_closed_with_1001_after_wrap_up() -> None:
             assert closing["code"] == GOING_AWAY
             with anyio.fail_after(TIMEOUT):
                 await ws.ended.wait()
-            report = await coord.finished()
     finally:
         ws.close()
+    report = coord.report
+    assert report is not None
     assert log == ["handler cancelled"]
     assert ws.error is None
     assert app.open_websockets == 0
@@ -698,19 +700,21 @@ async def test_graceful_refuses_a_lifespan_that_does_not_start_with_startup() ->
 def server_handler() -> Any:
     """A Python-level SIGUSR1 handler standing for the server's (uvicorn's handle_exit)."""
     received: list[int] = []
+    received_at: list[float] = []
 
     def handle_exit(signum: int, frame: object) -> None:
         received.append(signum)
+        received_at.append(time.monotonic())
 
     previous = signal.signal(signal.SIGUSR1, handle_exit)
     try:
-        yield handle_exit, received
+        yield handle_exit, received, received_at
     finally:
         signal.signal(signal.SIGUSR1, previous)
 
 
 async def test_graceful_takes_over_the_server_handler(server_handler: Any) -> None:
-    handle_exit, received = server_handler
+    handle_exit, received, received_at = server_handler
     log: list[str] = []
     app = graceful(
         lifespan_app(log),
@@ -724,6 +728,7 @@ async def test_graceful_takes_over_the_server_handler(server_handler: Any) -> No
         coord = app.coordinator
         assert coord is not None
         assert signal.getsignal(signal.SIGUSR1) != handle_exit
+        sent_at = time.monotonic()
         os.kill(os.getpid(), signal.SIGUSR1)
         with anyio.fail_after(TIMEOUT):
             trigger = await coord.triggered()
@@ -733,7 +738,9 @@ async def test_graceful_takes_over_the_server_handler(server_handler: Any) -> No
         assert (await call_http(app, http_scope("/readyz"))).status == 503
         assert received == []
         await wait_for(lambda: received == [signal.SIGUSR1])
-        assert coord.state is not State.DRAINING
+        assert received_at[0] - sent_at >= 0.3 - 0.02
+        # The wrap-up phase runs while the server drains its connections.
+        await wait_for(lambda: "wrap-up hook" in log)
         assert await lifespan.ask("lifespan.shutdown") == {"type": "lifespan.shutdown.complete"}
     assert signal.getsignal(signal.SIGUSR1) == handle_exit
     assert log == ["app startup", "wrap-up hook", "app shutdown", "shutdown hook"]
@@ -741,7 +748,7 @@ async def test_graceful_takes_over_the_server_handler(server_handler: Any) -> No
 
 
 async def test_graceful_second_signal_reaches_the_server_at_once(server_handler: Any) -> None:
-    handle_exit, received = server_handler
+    handle_exit, received, _received_at = server_handler
     log: list[str] = []
     app = graceful(
         lifespan_app(log),
@@ -768,7 +775,7 @@ async def test_graceful_second_signal_reaches_the_server_at_once(server_handler:
 
 
 async def test_graceful_manual_trigger_tells_the_server(server_handler: Any) -> None:
-    handle_exit, received = server_handler
+    handle_exit, received, _received_at = server_handler
     app = graceful(lifespan_app([]), signals=["SIGUSR1"], drain_delay=0.1)
     async with serving(app) as lifespan:
         assert (await lifespan.ask("lifespan.startup"))["type"] == "lifespan.startup.complete"
@@ -792,3 +799,37 @@ async def test_graceful_leaves_event_loop_handlers_alone(caplog: pytest.LogCaptu
                 assert signal.getsignal(signal.SIGUSR2) == before
                 await lifespan.ask("lifespan.shutdown")
         assert "through its event loop" in caplog.text
+
+
+async def test_an_app_lifespan_that_raises_later_is_logged_and_the_shutdown_completes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def crashing(scope: Scope, receive: Receive, send: Send) -> None:
+        assert (await receive())["type"] == "lifespan.startup"
+        await send({"type": "lifespan.startup.complete"})
+        await receive()
+        raise RuntimeError("pool already gone")
+
+    log: list[str] = []
+    app = graceful(crashing, hooks=recording_hooks(log), signals=())
+    with caplog.at_level(logging.ERROR, logger="gracestop"):
+        async with serving(app) as lifespan:
+            assert (await lifespan.ask("lifespan.startup"))["type"] == "lifespan.startup.complete"
+            assert await lifespan.ask("lifespan.shutdown") == {"type": "lifespan.shutdown.complete"}
+    assert log == ["wrap-up hook", "shutdown hook"]
+    assert "the app's lifespan raised" in caplog.text
+    assert "pool already gone" in caplog.text
+
+
+def test_which_server_handlers_are_taken_over() -> None:
+    from gracestop.asgi import _can_take_over
+
+    def handle_exit(signum: int, frame: object) -> None:  # pragma: no cover - never called
+        pass
+
+    assert _can_take_over(handle_exit)
+    assert _can_take_over(signal.SIG_DFL)
+    assert not _can_take_over(signal.SIG_IGN)
+    assert not _can_take_over(None)
+    # Raises KeyboardInterrupt wherever it is called: left to the interpreter.
+    assert not _can_take_over(signal.default_int_handler)

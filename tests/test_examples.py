@@ -90,6 +90,18 @@ def test_trio_example_runs_through_gracestop_run() -> None:
     assert "close-pool" in out
 
 
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_worker_with_probes_demo_exits_0(backend: str) -> None:
+    # The probes under a real SIGTERM: tests/process/test_worker_with_probes.py.
+    args = ("--demo", "--port", "0", "--backend", backend)
+    proc = run_example(str(EXAMPLES / "worker_with_probes.py"), *args)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert re.search(r"^PROBES \d+$", proc.stdout, re.MULTILINE), proc.stdout
+    assert "received SIGTERM" in proc.stderr, proc.stderr
+    assert "shutdown ok in" in proc.stdout
+    assert "requeue" in proc.stdout
+
+
 def test_examples_are_all_exercised() -> None:
     here = Path(__file__).read_text()
     for example in EXAMPLES.glob("*.py"):

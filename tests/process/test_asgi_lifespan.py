@@ -56,6 +56,7 @@ def test_sigterm_drains_then_uvicorn_stops_and_hooks_run() -> None:
             server.expect("^slow request started$", 10)
 
             signalled = server.signal(signal.SIGTERM)
+            server.expect_err("received SIGTERM", 10)
             polled = []
             for _ in range(5):
                 probe = client.get("/readyz")
