@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -107,3 +108,23 @@ def test_examples_are_all_exercised() -> None:
     for example in EXAMPLES.glob("*.py"):
         assert example.name in here, f"{example.name} has no test"
     assert os.access(EXAMPLES / "seed_wrap_up.py", os.R_OK)
+
+
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
+def test_diagnostics_example_asks_itself_for_a_dump_and_a_profile(
+    backend: str, tmp_path: Path
+) -> None:
+    directory = tmp_path / "diag"
+    proc = run_example(
+        str(EXAMPLES / "diagnostics.py"), "--demo", "--backend", backend, "--dir", str(directory)
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "--- task 'poll fast-upstream'" in out
+    assert "--- task 'poll slow-upstream'" in out
+    calls = re.search(r"profile (\S+\.pstats): checksum called (\d+) times", out)
+    assert calls is not None, out
+    assert int(calls.group(2)) > 0
+    assert Path(calls.group(1)).parent == directory
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    assert "shutdown ok" in proc.stderr

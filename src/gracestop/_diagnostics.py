@@ -1,6 +1,6 @@
 """Diagnostics on signals: SIGUSR1 writes a task dump, SIGUSR2 records a profile.
 
-go-zero's ``proc`` writes a goroutine dump on SIGUSR1 and toggles profiling on
+go-zero's ``proc`` writes a goroutine dump on SIGUSR1 and records profiles on
 SIGUSR2. Here SIGUSR1 writes every thread's stack and every task's await stack,
 and SIGUSR2 starts (a second one stops) a ``cProfile`` + ``tracemalloc``
 recording of the event-loop thread. Both are opt-in (``diagnostics=True``).
@@ -407,11 +407,12 @@ class _Profile:
         self.started = time.monotonic()
         self.stop = anyio.Event()
         self.profiler = cProfile.Profile()
+        # First, as it may refuse (Python 3.12+: another profiler is active).
+        self.profiler.enable()
         # Tracing that the application started itself is left running at the end.
         self.own_tracemalloc = not tracemalloc.is_tracing()
         if self.own_tracemalloc:
             tracemalloc.start()
-        self.profiler.enable()
 
     def finish(self) -> tuple[float, tracemalloc.Snapshot | None]:
         """Stop recording (on the loop thread, where cProfile was enabled)."""
@@ -548,12 +549,12 @@ class Diagnostics:
             return
         try:
             profile = _Profile()
-        except ValueError as exc:  # pragma: no cover - another profiler is active
-            logger.error("could not start a profile: %s", exc)
+        except ValueError as exc:  # pragma: no cover - Python 3.12+, another profiler active
+            logger.error("refusing to start a profile: %s; nothing recorded", exc)
             return
         self._profile = profile
         logger.info(
-            "profiling the event-loop thread for up to %.0fs; send SIGUSR2 again to stop early",
+            "profiling the event-loop thread for up to %gs; send SIGUSR2 again to stop early",
             self.profile_duration,
         )
         tg.start_soon(self._record, profile, name="gracestop diagnostics profile")

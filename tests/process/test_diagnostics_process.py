@@ -339,35 +339,3 @@ def test_request_diagnostics_profile_while_one_runs_returns_it(
     stop_cleanly(child)
     assert "stopping the profile to write it" not in child.err.text()
     assert list(directory.glob("*.pstats")) == [profile]
-
-
-@backends
-def test_example_asks_itself_for_a_dump_and_a_profile(backend: str, tmp_path: Path) -> None:
-    example = Path(__file__).resolve().parents[2] / "examples" / "diagnostics.py"
-    directory = tmp_path / "diag"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-u",
-            str(example),
-            "--demo",
-            "--backend",
-            backend,
-            "--dir",
-            str(directory),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    out = done.stdout
-    assert "--- task 'poll fast-upstream'" in out
-    assert "--- task 'poll slow-upstream'" in out
-    calls = re.search(r"profile (\S+\.pstats): checksum called (\d+) times", out)
-    assert calls is not None, out
-    assert int(calls.group(2)) > 0
-    assert Path(calls.group(1)).parent == directory
-    assert mode(directory) == 0o700
-    assert "shutdown ok" in done.stderr
