@@ -413,7 +413,9 @@ def test_config_on_bad_input_exits_2_with_one_line(
 @pytestmark_process
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_demo_loses_nothing(backend: str) -> None:
-    proc = gracestop_cmd("demo", "--backend", backend, "--json")
+    # A drain delay long enough that a load balancer polling /readyz on a busy
+    # machine still sees it fail before the listener closes.
+    proc = gracestop_cmd("demo", "--backend", backend, "--drain-delay", "1s", "--json")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads(proc.stdout)
     jobs = data["jobs"]
@@ -473,7 +475,7 @@ def test_demo_without_the_serving_extra_runs_the_worker_part_and_says_so() -> No
 
 @pytestmark_process
 def test_demo_tells_the_story() -> None:
-    proc = gracestop_cmd("demo")
+    proc = gracestop_cmd("demo", "--drain-delay", "1s")
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     assert "a job worker and an HTTP endpoint (uvicorn) on asyncio" in out
