@@ -194,8 +194,10 @@ def test_load_config_source_errors(
         load_config(file=path, section=section)
 
 
-def test_an_empty_yaml_file_is_all_defaults(tmp_path: Path) -> None:
+def test_an_empty_yaml_file_or_section_is_all_defaults(tmp_path: Path) -> None:
     assert load_config(file=write(tmp_path / "empty.yml", "")) == ShutdownConfig()
+    path = write(tmp_path / "app.yml", "Name: orders\nShutdown:\n")
+    assert load_config(file=path, section="Shutdown") == ShutdownConfig()
 
 
 def test_load_config_setting_errors_name_the_key(tmp_path: Path) -> None:

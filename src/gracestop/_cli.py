@@ -97,8 +97,6 @@ def _read_file(path: Path) -> object:
 
 
 def _section(data: object, path: Path, section: str | None) -> Mapping[str, object]:
-    if data is None:
-        data = {}
     if section:
         walked: list[str] = []
         for key in section.split("."):
@@ -110,6 +108,9 @@ def _section(data: object, path: Path, section: str | None) -> Mapping[str, obje
                 )
             walked.append(key)
             data = data[key]
+    if data is None:
+        # An empty YAML section ("Shutdown:" alone): every field at its default.
+        data = {}
     if not isinstance(data, Mapping):
         what = f"section {section!r}" if section else "top level"
         raise ConfigSourceError(
