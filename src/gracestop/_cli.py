@@ -16,7 +16,7 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ._config import FIELD_NAMES, ShutdownConfig, parse_duration
+from ._config import FIELD_NAMES, DurationLike, ShutdownConfig, parse_duration
 
 __all__ = ["ConfigSourceError", "load_config", "main", "stop_timeout"]
 
@@ -41,10 +41,11 @@ class ConfigSourceError(Exception):
     """A configuration source that cannot be read: missing file, bad syntax, no section."""
 
 
-def stop_timeout(config: ShutdownConfig, margin: float = DEFAULT_MARGIN) -> int:
+def stop_timeout(config: ShutdownConfig, margin: DurationLike = DEFAULT_MARGIN) -> int:
     """The platform stop timeout *config* needs, in whole seconds.
 
-    ``drain_delay + wait_time + watchdog_grace + margin``, rounded up. Use it for
+    ``drain_delay + wait_time + watchdog_grace + margin``, rounded up (*margin* in
+    seconds or a duration string such as ``"4.5s"``). Use it for
     Kubernetes ``terminationGracePeriodSeconds`` and systemd ``TimeoutStopSec``.
 
     Raises:
