@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed-dev
 .PHONY: help install demo test lint format typecheck pytest docs bench clean
 
 help:
-	@echo "make demo       run the seed example: a service that gets SIGTERM mid-flight and shuts down gracefully"
+	@echo "make demo       gracestop demo: a job worker and an HTTP service get SIGTERM under load; timeline and counts"
 	@echo "make test       lint, format check, mypy --strict, pytest on asyncio and trio with coverage >= 90%"
 	@echo "make lint       ruff check and ruff format --check"
 	@echo "make format     ruff format and ruff check --fix"
@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/python examples/seed_wrap_up.py --demo
+	$(BIN)/python -m gracestop demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks
