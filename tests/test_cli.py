@@ -484,7 +484,7 @@ def test_demo_tells_the_story() -> None:
     assert "received SIGTERM, shutting down" in out
     assert re.search(r"flush-queue: \d+ queued jobs saved as pending", out)
     assert out.index("flush-queue: ") < out.index("close-db: database closed")
-    assert "stage/hook" in out  # the rendered timeline
+    assert "stage / hook" in out  # the rendered timeline
     assert re.search(r"^      lost 0$", out, re.M)
     assert re.search(r"served \d+, failed 0, refused \d+; after SIGTERM", out)
     assert out.rstrip().endswith(
