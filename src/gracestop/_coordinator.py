@@ -701,6 +701,10 @@ class ShutdownCoordinator(_Registrar):
                     # passes anyio's shield. The shutdown still runs to its end;
                     # the cancellation is raised once it has.
                     late_cancel = cancel
+            if self._diagnostics is not None:
+                # A diagnostics write must not hold the exit up for long: the
+                # watchdog is stopped by now.
+                self._diagnostics.stop(self._config.watchdog_grace)
             self._tg.cancel_scope.cancel()
             await self._tg.__aexit__(None, None, None)
         finally:
