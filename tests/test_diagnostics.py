@@ -246,7 +246,7 @@ async def wait_for_file(directory: Path, pattern: str) -> Path:
     with anyio.fail_after(10):
         while True:
             # Not anyio.Path: it needs a worker thread, which a test may have taken.
-            found = sorted(directory.glob(pattern)) if directory.is_dir() else []
+            found = sorted(directory.glob(pattern)) if directory.is_dir() else []  # noqa: ASYNC240
             if found:
                 return Path(found[0])
             await anyio.sleep(0.02)
