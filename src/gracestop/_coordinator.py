@@ -378,6 +378,29 @@ class ShutdownCoordinator(_Registrar):
             count = len(self._holds)
         self._dispatch(HoldsChanged(name, opened, count))
 
+    def notify_ready(self) -> None:
+        """Tell systemd the service is ready (``READY=1``), for ``systemd_ready="manual"``.
+
+        With ``systemd_ready="manual"`` the coordinator does not send ``READY=1``
+        on entering: call this once the service really is ready (its port is
+        bound, its caches are warm), so ``systemctl start`` returns only then::
+
+            async with ShutdownCoordinator(systemd_ready="manual") as coord:
+                await coord_start_server(coord)
+                coord.notify_ready()
+
+        Does nothing without ``NOTIFY_SOCKET`` (not run by systemd), when
+        ``READY=1`` was sent already (it is idempotent), or once the shutdown has
+        begun. Call it on the event loop's thread.
+
+        Raises:
+            ShutdownError: the coordinator has not been entered.
+        """
+        if self._state is State.IDLE:
+            raise ShutdownError("notify_ready() needs an entered coordinator (use `async with`)")
+        if self._systemd is not None and self._trigger is None:
+            self._systemd.ready()
+
     # ------------------------------------------------------------------ triggering
 
     def shutdown(self, reason: str = "manual") -> None:
@@ -611,7 +634,10 @@ class ShutdownCoordinator(_Registrar):
         observers = self._observers if self._observers is not None else get_observers()
         notify = self._config.systemd_notify
         if notify or (notify is None and self._parent is None):
-            self._systemd = SystemdNotifier.from_env(grace=self._config.watchdog_grace)
+            self._systemd = SystemdNotifier.from_env(
+                grace=self._config.watchdog_grace,
+                ready_on_enter=self._config.systemd_ready == "enter",
+            )
             if self._systemd is not None:
                 observers = (*observers, self._systemd)
         self._dispatch = _Dispatcher(observers)
