@@ -43,7 +43,6 @@ from .instrumentation import (
     DiagnosticsWritten,
     Event,
     ForcedQuit,
-    HoldsChanged,
     HookEnded,
     HookStarted,
     Observer,
@@ -159,8 +158,9 @@ class ShutdownCoordinator(_Registrar):
         hooks: a :class:`Hooks` registry or an iterable of them; defaults to
             :data:`gracestop.default_hooks`.
         observers: callables told about each shutdown event (see
-            :mod:`gracestop.instrumentation`); they replace the global observers
-            (by default one :class:`~gracestop.instrumentation.LoggingObserver`).
+            :mod:`gracestop.instrumentation`), in addition to the global ones (by
+            default one :class:`~gracestop.instrumentation.LoggingObserver`;
+            ``set_observers([])`` silences the logging).
         **overrides: :class:`ShutdownConfig` fields, applied over ``config``.
     """
 
@@ -360,23 +360,19 @@ class ShutdownCoordinator(_Registrar):
         with self._lock:
             key = next(self._hold_ids)
             self._holds[key] = name
-        if self._dispatch.observers:
-            self._on_loop(functools.partial(self._holds_changed, name, True))
+        # No event per hold: holds are opened per request, on the hot path.
+        # Observers that want the number read it when they need it
+        # (CoordinatorEntered.open_holds).
         return key
 
     def _close_hold(self, key: int) -> None:
         with self._lock:
-            name = self._holds.pop(key, None)
-        if name is not None and self._dispatch.observers:
-            self._on_loop(functools.partial(self._holds_changed, name, False))
+            self._holds.pop(key, None)
         self._notify()
 
-    def _holds_changed(self, name: str, opened: bool) -> None:
-        # Counted on the loop thread when dispatched, so the last event always
-        # tells the current number even when holds change in several threads.
-        with self._lock:
-            count = len(self._holds)
-        self._dispatch(HoldsChanged(name, opened, count))
+    def _open_hold_count(self) -> int:
+        """How many holds are open; callable from any thread (a metrics scrape)."""
+        return len(self._holds)
 
     def notify_ready(self) -> None:
         """Tell systemd the service is ready (``READY=1``), for ``systemd_ready="manual"``.
@@ -617,7 +613,7 @@ class ShutdownCoordinator(_Registrar):
         self._body_scope = anyio.CancelScope()
         self._body_scope.__enter__()
         self._context_token = _current.set(self)
-        self._emit(CoordinatorEntered(listener.signals))
+        self._emit(CoordinatorEntered(listener.signals, self._id, self._open_hold_count))
         if self._parent is not None:
             self._adopt_by(self._parent)
         early, self._early_signals = self._early_signals, []
@@ -631,7 +627,9 @@ class ShutdownCoordinator(_Registrar):
         systemd is told by the outermost coordinator only, unless
         ``systemd_notify=True`` asks a nested one to speak too.
         """
-        observers = self._observers if self._observers is not None else get_observers()
+        observers = get_observers()
+        if self._observers is not None:
+            observers = (*observers, *self._observers)
         notify = self._config.systemd_notify
         if notify or (notify is None and self._parent is None):
             self._systemd = SystemdNotifier.from_env(
@@ -822,10 +820,16 @@ class ShutdownCoordinator(_Registrar):
                 tg.start_soon(self._run_phase, Phase.WRAP_UP, name="gracestop wrap-up")
                 with anyio.move_on_after(self._config.wrap_up_time):
                     await self._wait_until(self._wrap_up_over)
-                if not self._wrap_up_over():
+                on_its_own = self._wrap_up_over()
+                if not on_its_own:
                     self._window_closed()
                 self._window_over = True
                 self._notify()
+                if on_its_own:
+                    # Stages follow each other; they overlap only when the wrap-up
+                    # window ran out (WrapUpTimeUp) with wrap-up work still running.
+                    self._span_end("wrap_up")
+                    self._stage_ended("wrap_up")
                 self._set_state(State.SHUTTING_DOWN)
                 self._span_start("shutdown")
                 self._emit(PhaseStarted("shutdown", len(self._pending[Phase.SHUTDOWN]), None))
@@ -1032,7 +1036,7 @@ class ShutdownCoordinator(_Registrar):
         self._report = report
         with self._lock:
             self._state = State.STOPPED
-        self._emit(ShutdownFinished(report))
+        self._emit(ShutdownFinished(report, self._id))
         if self._config.report_file is not None:
             write_report_file(self._config.report_file, report)
         if self._watchdog is not None and not self._abandoned_threads():
