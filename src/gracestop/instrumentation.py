@@ -584,8 +584,6 @@ class LoggingObserver:
                 )
             case ShutdownFinished(report=report):
                 self._finished(event, report)
-            case _:  # pragma: no cover - an event type from a newer version
-                pass
 
     def _signal(self, event: SignalReceived) -> None:
         name = event.signal.name
@@ -770,8 +768,6 @@ class StructlogObserver:
                     summary=report.summary(),
                     never_started=list(_never_started(report)),
                 )
-            case _:  # pragma: no cover - an event type from a newer version
-                pass
 
 
 # ---------------------------------------------------------------------- prometheus
