@@ -9,6 +9,7 @@ import functools
 import itertools
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -32,7 +33,7 @@ from ._report import (
     State,
     Trigger,
 )
-from ._report_file import write_report_file
+from ._report_file import REPORT_FILE_ENV, write_report_file
 from ._runs import Group, HookRun, call_sync_hook_in_thread, group_done
 from ._signals import SignalListener, claimed_signals, loop_caller
 from ._systemd import SystemdNotifier
@@ -1037,8 +1038,9 @@ class ShutdownCoordinator(_Registrar):
         with self._lock:
             self._state = State.STOPPED
         self._emit(ShutdownFinished(report, self._id))
-        if self._config.report_file is not None:
-            write_report_file(self._config.report_file, report)
+        path = self._report_path()
+        if path is not None:
+            write_report_file(path, report)
         if self._watchdog is not None and not self._abandoned_threads():
             self._watchdog.stop()
         for registry in self._registries:
@@ -1048,12 +1050,19 @@ class ShutdownCoordinator(_Registrar):
         if self._finished_event is not None:
             self._finished_event.set()
 
+    def _report_path(self) -> str | None:
+        """``report_file``, else ``GRACESTOP_REPORT_FILE`` (read now, as
+        ``GRACESTOP_TESTING`` is: the variable works without ``from_env()``)."""
+        if self._config.report_file is not None:
+            return self._config.report_file
+        return os.environ.get(REPORT_FILE_ENV) or None
+
     def _write_report_at_watchdog(self) -> None:
         """The watchdog is about to end the process (watchdog thread, bounded in
         time): write the report as it stands, running hooks timed out and waiting
         ones cancelled. A race with the stuck loop can only make it fail, which
         the watchdog reports on stderr before it exits all the same."""
-        path = self._config.report_file
+        path = self._report_path()
         if path is None or self._trigger is None:
             return
         t0 = self._trigger_mono
