@@ -22,7 +22,6 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from ._config import ShutdownConfig
-from ._diagnostics import Diagnostics, claim_diagnostics
 from ._hooks import Hook, HookContext, Hooks, Waiter, _Registrar, default_hooks, find_waiter
 from ._report import (
     HookStatus,
@@ -36,7 +35,6 @@ from ._report import (
 from ._report_file import REPORT_FILE_ENV, write_report_file
 from ._runs import Group, HookRun, call_sync_hook_in_thread, group_done
 from ._signals import SignalListener, claimed_signals, loop_caller
-from ._systemd import SystemdNotifier
 from ._testing import apply_testing, is_testing
 from ._watchdog import Watchdog
 from .instrumentation import (
@@ -66,6 +64,8 @@ if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
 
     from ._config import ConfigOverrides
+    from ._diagnostics import Diagnostics
+    from ._systemd import SystemdNotifier
 
 __all__ = ["Coordinator", "Hold", "ShutdownCoordinator"]
 
@@ -575,12 +575,16 @@ class ShutdownCoordinator(_Registrar):
         listener.claim()
         self._listener = listener
         try:
-            self._diagnostics = claim_diagnostics(
-                self._config,
-                f"ShutdownCoordinator#{self._id}",
-                nested=self._parent is not None,
-                on_written=self._diagnostics_written,
-            )
+            if self._config.diagnostics:
+                # Imported only when asked for: import gracestop stays light.
+                from ._diagnostics import claim_diagnostics
+
+                self._diagnostics = claim_diagnostics(
+                    self._config,
+                    f"ShutdownCoordinator#{self._id}",
+                    nested=self._parent is not None,
+                    on_written=self._diagnostics_written,
+                )
             if self._config.hard_exit is not False:
                 self._watchdog = Watchdog(
                     exit_code=self._config.force_exit_code,
@@ -632,7 +636,10 @@ class ShutdownCoordinator(_Registrar):
         if self._observers is not None:
             observers = (*observers, *self._observers)
         notify = self._config.systemd_notify
-        if notify or (notify is None and self._parent is None):
+        wanted = notify or (notify is None and self._parent is None)
+        if wanted and os.environ.get("NOTIFY_SOCKET"):
+            from ._systemd import SystemdNotifier  # only under systemd
+
             self._systemd = SystemdNotifier.from_env(
                 grace=self._config.watchdog_grace,
                 ready_on_enter=self._config.systemd_ready == "enter",
