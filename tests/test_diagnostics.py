@@ -148,6 +148,21 @@ def test_directory_of_another_user_refused(tmp_path: Path) -> None:
         open_safe_directory(directory)
 
 
+def test_directory_owned_by_another_uid_refused_in_any_ci(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ownership check without root: this process pretends to be another uid."""
+    directory = tmp_path / "mine"
+    directory.mkdir(mode=0o700)
+    owner = os.lstat(directory).st_uid
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 4242)
+    with pytest.raises(
+        UnsafeDirectoryError,
+        match=rf"diagnostics directory {directory} is owned by uid {owner}, not by uid {owner + 4242}",
+    ):
+        open_safe_directory(directory)
+
+
 # ---------------------------------------------------------------------------
 # Safe files
 # ---------------------------------------------------------------------------
