@@ -158,7 +158,7 @@ def test_directory_owned_by_another_uid_refused_in_any_ci(
     monkeypatch.setattr(os, "geteuid", lambda: owner + 4242)
     with pytest.raises(
         UnsafeDirectoryError,
-        match=rf"diagnostics directory {directory} is owned by uid {owner}, not by uid {owner + 4242}",
+        match=rf"directory {directory} is owned by uid {owner}, not by uid {owner + 4242}$",
     ):
         open_safe_directory(directory)
 
