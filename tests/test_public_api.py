@@ -92,8 +92,10 @@ def test_import_is_light_and_imports_no_integration() -> None:
         "heavy &= set(sys.modules); "
         "print(sorted(heavy))"
     )
+    # Without subprocess coverage, which imports json itself.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     ).stdout
     assert out.strip() == "[]"
 
