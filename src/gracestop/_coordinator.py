@@ -383,7 +383,7 @@ class ShutdownCoordinator(_Registrar):
         bound, its caches are warm), so ``systemctl start`` returns only then::
 
             async with ShutdownCoordinator(systemd_ready="manual") as coord:
-                await coord_start_server(coord)
+                await start_server(coord)
                 coord.notify_ready()
 
         Does nothing without ``NOTIFY_SOCKET`` (not run by systemd), when
