@@ -86,7 +86,7 @@ def main() -> None:
     gracestop.run(
         serve,
         backend=args.backend,
-        observers=[gi.LoggingObserver(), gi.PrometheusObserver(registry=registry), print_outcomes],
+        observers=[gi.PrometheusObserver(registry=registry), print_outcomes],
         wait_time=5,
         wrap_up_time=3,
     )

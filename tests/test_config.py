@@ -52,6 +52,7 @@ CAMEL = {
     "diagnostics_dir": "DiagnosticsDir",
     "profile_duration": "ProfileDuration",
     "systemd_notify": "SystemdNotify",
+    "systemd_ready": "SystemdReady",
 }
 
 
@@ -82,6 +83,7 @@ def test_field_names_in_declaration_order() -> None:
         "profile_duration",
         "report_file",
         "systemd_notify",
+        "systemd_ready",
     )
     assert tuple(f.name for f in dataclasses.fields(ShutdownConfig)) == FIELD_NAMES
 
@@ -636,6 +638,7 @@ def test_from_mapping_every_camel_case_key() -> None:
         "DiagnosticsDir": "/var/tmp/diag",
         "ProfileDuration": "30s",
         "SystemdNotify": "off",
+        "SystemdReady": "MANUAL",
     }
     assert set(mapping) == set(CAMEL.values())
     cfg = ShutdownConfig.from_mapping(mapping)
@@ -655,7 +658,22 @@ def test_from_mapping_every_camel_case_key() -> None:
         diagnostics_dir="/var/tmp/diag",
         profile_duration=30,
         systemd_notify=False,
+        systemd_ready="manual",
     )
+
+
+def test_systemd_ready_is_validated_and_read_from_text() -> None:
+    assert ShutdownConfig().systemd_ready == "enter"
+    assert ShutdownConfig(systemd_ready="manual").systemd_ready == "manual"
+    with pytest.raises(ValueError, match=r"systemd_ready must be one of \('enter', 'manual'\)"):
+        ShutdownConfig(systemd_ready="later")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="systemd_ready must be a str"):
+        ShutdownConfig(systemd_ready=True)  # type: ignore[arg-type]
+    env = {"GRACESTOP_SYSTEMD_READY": " Manual "}
+    assert ShutdownConfig.from_env(environ=env).systemd_ready == "manual"
+    assert ShutdownConfig.from_mapping({"SystemdReady": "enter"}).systemd_ready == "enter"
+    cfg = ShutdownConfig(systemd_ready="manual")
+    assert ShutdownConfig.from_mapping(cfg.to_dict()) == cfg
 
 
 def test_from_mapping_snake_and_camel_case_and_native_values() -> None:

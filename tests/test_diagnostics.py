@@ -16,6 +16,7 @@ import stat
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -147,6 +148,21 @@ def test_directory_of_another_user_refused(tmp_path: Path) -> None:
         open_safe_directory(directory)
 
 
+def test_directory_owned_by_another_uid_refused_in_any_ci(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ownership check without root: this process pretends to be another uid."""
+    directory = tmp_path / "mine"
+    directory.mkdir(mode=0o700)
+    owner = os.lstat(directory).st_uid
+    monkeypatch.setattr(os, "geteuid", lambda: owner + 4242)
+    with pytest.raises(
+        UnsafeDirectoryError,
+        match=rf"directory {directory} is owned by uid {owner}, not by uid {owner + 4242}$",
+    ):
+        open_safe_directory(directory)
+
+
 # ---------------------------------------------------------------------------
 # Safe files
 # ---------------------------------------------------------------------------
@@ -244,7 +260,8 @@ async def test_claims_and_restores_exactly(tmp_path: Path, mode_: str) -> None:
 async def wait_for_file(directory: Path, pattern: str) -> Path:
     with anyio.fail_after(10):
         while True:
-            found = sorted([p async for p in anyio.Path(directory).glob(pattern)])
+            # Not anyio.Path: it needs a worker thread, which a test may have taken.
+            found = sorted(directory.glob(pattern)) if directory.is_dir() else []  # noqa: ASYNC240
             if found:
                 return Path(found[0])
             await anyio.sleep(0.02)
@@ -450,3 +467,153 @@ def test_a_broken_repr_does_not_cost_the_dump() -> None:
     frames, note = _await_chain(Coroutine())
     assert [f.f_code.co_name for f, _ in frames] == ["test_a_broken_repr_does_not_cost_the_dump"]
     assert note == "awaiting <Awaited object>"
+
+
+# ---------------------------------------------------------------------------
+# Robustness: busy worker threads, hanging writes, failing code
+# ---------------------------------------------------------------------------
+
+
+async def test_a_dump_is_written_while_every_default_worker_thread_is_busy(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "d"
+    limiter = anyio.to_thread.current_default_thread_limiter()
+    # Every token of anyio's default thread limiter borrowed, as by an application
+    # whose worker threads are all blocked.
+    borrowers = [object() for _ in range(int(limiter.total_tokens))]
+    for borrower in borrowers:
+        await limiter.acquire_on_behalf_of(borrower)
+    try:
+        async with ShutdownCoordinator(
+            hooks=gracestop.Hooks(), diagnostics=True, diagnostics_dir=directory
+        ) as coord:
+            assert limiter.available_tokens == 0
+            os.kill(os.getpid(), USR1)
+            dump = await wait_for_file(directory, "*.dump")
+            assert "gracestop task dump" in dump.read_text()
+            coord.shutdown("test")
+    finally:
+        for borrower in borrowers:
+            limiter.release_on_behalf_of(borrower)
+
+
+async def test_a_hanging_write_holds_the_exit_up_for_watchdog_grace_at_most(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gracestop._diagnostics as diagnostics_module
+
+    entered = threading.Event()
+    release = threading.Event()
+
+    def stuck_render(*args: object) -> bytes:
+        entered.set()
+        release.wait(60)
+        return b"late\n"
+
+    monkeypatch.setattr(diagnostics_module, "_render_dump", stuck_render)
+    caplog.set_level(logging.INFO, logger="gracestop")
+    try:
+        with anyio.fail_after(20):
+            async with ShutdownCoordinator(
+                hooks=gracestop.Hooks(),
+                diagnostics=True,
+                diagnostics_dir=tmp_path / "d",
+                watchdog_grace=0.2,
+            ) as coord:
+                os.kill(os.getpid(), USR1)
+                while not entered.is_set():
+                    await anyio.sleep(0.01)
+                os.kill(os.getpid(), USR1)  # queued behind the stuck one
+                diagnostics = coord._diagnostics
+                assert diagnostics is not None
+                while not diagnostics._requests:
+                    await anyio.sleep(0.01)
+                coord.shutdown("test")
+            exited = anyio.current_time()
+        assert not release.is_set()  # the write was still stuck when the block exited
+    finally:
+        release.set()
+    assert exited  # reached: the exit did not wait for the write
+    messages = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert "the dump was still being written when the coordinator exited" in "\n".join(messages)
+    assert "diagnostics requests not served before the exit, dropped: dump" in messages
+
+
+async def test_a_failing_dump_is_logged_and_the_next_one_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gracestop._diagnostics as diagnostics_module
+
+    real_render = diagnostics_module._render_dump
+    calls: list[int] = []
+
+    def render_once_broken(*args: Any) -> bytes:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("render bug")
+        return real_render(*args)
+
+    monkeypatch.setattr(diagnostics_module, "_render_dump", render_once_broken)
+    caplog.set_level(logging.INFO, logger="gracestop")
+    directory = tmp_path / "d"
+    async with ShutdownCoordinator(
+        hooks=gracestop.Hooks(), diagnostics=True, diagnostics_dir=directory
+    ) as coord:
+        os.kill(os.getpid(), USR1)
+        with anyio.fail_after(10):
+            while "render bug" not in caplog.text:
+                await anyio.sleep(0.01)
+        assert coord.state is gracestop.State.RUNNING
+        os.kill(os.getpid(), USR1)
+        dump = await wait_for_file(directory, "*.dump")
+        assert "gracestop task dump" in dump.read_text()
+        coord.shutdown("test")
+    assert coord.report is not None and coord.report.ok
+    (failure,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert failure.getMessage() == "the dump request (SIGUSR1) failed; nothing written"
+    assert failure.exc_info is not None and "render bug" in str(failure.exc_info[1])
+    assert getattr(failure, "gracestop_diagnostics", None) == "dump"
+
+
+async def test_a_failing_profile_write_is_logged_and_the_exit_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gracestop._diagnostics as diagnostics_module
+
+    def broken(*args: object) -> tuple[bytes, bytes]:
+        raise RuntimeError("profile render bug")
+
+    monkeypatch.setattr(diagnostics_module, "_render_profile", broken)
+    caplog.set_level(logging.INFO, logger="gracestop")
+    directory = tmp_path / "d"
+    async with ShutdownCoordinator(
+        hooks=gracestop.Hooks(), diagnostics=True, diagnostics_dir=directory
+    ) as coord:
+        os.kill(os.getpid(), USR2)
+        with anyio.fail_after(10):
+            while "profiling the event-loop thread" not in caplog.text:
+                await anyio.sleep(0.01)
+        coord.shutdown("test")
+    assert coord.report is not None and coord.report.ok
+    (failure,) = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert failure.getMessage() == "writing the profile failed; nothing written"
+    assert failure.exc_info is not None and "profile render bug" in str(failure.exc_info[1])
+    assert list(directory.glob("*.pstats")) == []
+
+
+async def test_the_marker_is_kept_while_enabled_and_a_stale_one_is_replaced(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "d"
+    directory.mkdir(mode=0o700)
+    marker = directory / f".gracestop-{os.getpid()}.diagnostics"
+    marker.symlink_to(tmp_path / "elsewhere")  # stale, and hostile: never followed
+    async with ShutdownCoordinator(
+        hooks=gracestop.Hooks(), diagnostics=True, diagnostics_dir=directory
+    ) as coord:
+        assert marker.is_file() and not marker.is_symlink()
+        assert mode(marker) == 0o600
+        coord.shutdown("test")
+    assert not marker.exists() and not marker.is_symlink()
+    assert not (tmp_path / "elsewhere").exists()

@@ -65,7 +65,7 @@ class Recorder:
                     lines.append((event.event_kind, phase))
                 case gi.ShutdownTriggered(trigger=trigger):
                     lines.append(("triggered", trigger.kind))
-                case gi.Progress() | gi.HoldsChanged():
+                case gi.Progress():
                     pass
                 case _:
                     lines.append((event.event_kind,))
@@ -106,8 +106,9 @@ EXPECTED_STORY = [
     ("hook_ended", "boom", "failed"),
     ("hook_started", "slow", ""),
     ("hook_ended", "slow", "timed_out"),
-    ("phase_started", "shutdown"),
+    # The wrap-up phase ended on its own: it ends before the shutdown phase starts.
     ("phase_ended", "wrap_up"),
+    ("phase_started", "shutdown"),
     ("hook_started", "close", ""),
     ("hook_ended", "close", "ok"),
     ("hook_started", "late", "late"),
@@ -179,7 +180,7 @@ def no_global_change() -> Iterator[None]:
     gi.set_observers(before)
 
 
-async def test_global_observers_apply_unless_a_coordinator_has_its_own(
+async def test_a_coordinators_own_observers_are_added_to_the_global_ones(
     no_global_change: None,
 ) -> None:
     assert [type(o) for o in gi.get_observers()] == [gi.LoggingObserver]
@@ -191,14 +192,14 @@ async def test_global_observers_apply_unless_a_coordinator_has_its_own(
         async with ShutdownCoordinator(observers=[mine], **quiet()):
             pass
     assert [type(o) for o in gi.get_observers()] == [gi.LoggingObserver]
-    # The global observer saw the first coordinator only; its own replaced it.
-    assert everywhere.story() == mine.story()
+    # The global observer saw both coordinators; its own saw the second one only.
+    assert everywhere.story() == mine.story() + mine.story()
     assert [k[0] for k in mine.story()] == [
         "entered",
         "triggered",
         "phase_started",
-        "phase_started",
         "phase_ended",
+        "phase_started",
         "phase_ended",
         "finished",
     ]
@@ -208,13 +209,33 @@ async def test_global_observers_apply_unless_a_coordinator_has_its_own(
     assert gi.get_observers() == (mine,)
 
 
-async def test_no_observers_means_silence(caplog: pytest.LogCaptureFixture) -> None:
+async def test_no_global_observers_means_silence(
+    caplog: pytest.LogCaptureFixture, no_global_change: None
+) -> None:
     caplog.set_level(logging.DEBUG, logger="gracestop")
-    async with ShutdownCoordinator(observers=[], **quiet()) as coord:
-        async with coord.hold("request"):
-            coord.shutdown()
+    with gi.set_observers([]):
+        async with ShutdownCoordinator(observers=[], **quiet()) as coord:
+            async with coord.hold("request"):
+                coord.shutdown()
     assert coord.report is not None and coord.report.ok
     assert caplog.records == []
+
+
+async def test_own_observers_keep_the_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    """Failures are logged with their tracebacks whatever observers a coordinator adds."""
+    caplog.set_level(logging.INFO, logger="gracestop")
+    mine = Recorder()
+    async with ShutdownCoordinator(observers=[mine], **quiet()) as coord:
+
+        @coord.on_shutdown
+        def broken() -> None:
+            raise RuntimeError("disk full")
+
+        coord.shutdown()
+    (failure,) = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert failure.getMessage().startswith("shutdown hook broken failed")
+    assert failure.exc_info is not None and "disk full" in str(failure.exc_info[1])
+    assert mine.of(gi.HookEnded)[0].status is HookStatus.FAILED
 
 
 @pytest.mark.parametrize(
@@ -484,6 +505,8 @@ def test_gracestop_run_passes_observers_on() -> None:
         "    print('EVENT', event.event_kind, flush=True)\n"
         "async def main(coord):\n"
         "    coord.shutdown('done')\n"
+        "import logging\n"
+        "logging.basicConfig(level=logging.INFO, format='LOG %(message)s')\n"
         "gracestop.run(main, observers=[show], signals=())\n"
     )
     proc = subprocess.run(
@@ -492,7 +515,8 @@ def test_gracestop_run_passes_observers_on() -> None:
     assert proc.returncode == 0, proc.stderr
     kinds = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("EVENT")]
     assert kinds[0] == "entered" and kinds[1] == "triggered" and kinds[-1] == "finished"
-    assert proc.stderr == ""  # its own observers replaced the logging one
+    # Added to the logging observer, which still writes its lines.
+    assert "LOG shutdown ok in" in proc.stderr
 
 
 def test_every_public_name_of_the_module_is_documented() -> None:
@@ -515,6 +539,7 @@ def test_every_public_name_of_the_module_is_documented() -> None:
         "TypeAlias",
         "runtime_checkable",
         "Iterable",
+        "Callable",
         "HookStatus",
         "Phase",
         "ShutdownReport",
@@ -615,8 +640,67 @@ async def test_observers_run_on_the_loop_thread_and_never_under_the_lock() -> No
         await anyio.to_thread.run_sync(from_a_worker_thread)
     assert threads == {loop_thread}
     assert lock_free and all(lock_free)
-    holds = recorder.of(gi.HoldsChanged)
-    assert [(h.name, h.opened) for h in holds] == [("in a thread", True), ("in a thread", False)]
-    # Counted when the observer is called: the hold may have closed already.
-    assert holds[-1].open_holds == 0
     assert recorder.of(gi.ShutdownTriggered)[0].trigger.reason == "from a thread"
+
+
+async def test_prometheus_open_holds_sum_over_running_coordinators() -> None:
+    registry = CollectorRegistry()
+    observer = gi.PrometheusObserver(registry=registry)
+
+    def open_holds() -> float | None:
+        return registry.get_sample_value("gracestop_open_holds")
+
+    async with ShutdownCoordinator(observers=[observer], **quiet()) as first:
+        async with ShutdownCoordinator(observers=[observer], **quiet()) as second:
+            # The nested coordinator is itself a hold of the outer one until it
+            # has finished.
+            assert open_holds() == 1
+            with first.hold("a"), first.hold("b"), second.hold("c"):
+                # Each coordinator counts its own; the gauge adds them up.
+                assert open_holds() == 4
+                # Read at scrape time, from any thread.
+                assert await anyio.to_thread.run_sync(open_holds) == 4
+            with second.hold("d"):
+                assert open_holds() == 2
+                second.shutdown()
+                await second.finished()
+                assert open_holds() == 0  # a finished coordinator no longer counts
+        with first.hold("e"):
+            assert open_holds() == 1
+        first.shutdown()
+    assert open_holds() == 0
+
+
+async def test_entered_event_gives_an_open_hold_counter() -> None:
+    recorder = Recorder()
+    async with ShutdownCoordinator(observers=[recorder], **quiet()) as coord:
+        (entered,) = recorder.of(gi.CoordinatorEntered)
+        assert entered.open_holds is not None and entered.open_holds() == 0
+        with coord.hold("x"):
+            assert entered.open_holds() == 1
+        coord.shutdown()
+    (finished,) = recorder.of(gi.ShutdownFinished)
+    assert finished.coordinator_id == entered.coordinator_id > 0
+
+
+async def test_phases_overlap_only_when_the_wrap_up_time_runs_out() -> None:
+    recorder = Recorder()
+    async with ShutdownCoordinator(
+        observers=[recorder], **quiet(wrap_up_time=0.05, wait_time=10)
+    ) as coord:
+        finish = anyio.Event()
+
+        @coord.on_wrap_up(name="slow")
+        async def slow() -> None:
+            await finish.wait()
+
+        @coord.on_shutdown(name="close")
+        async def close() -> None:
+            finish.set()  # the wrap-up hook ends once the shutdown phase runs
+
+        coord.shutdown()
+    kinds = [e[0] for e in recorder.story()]
+    up = kinds.index("wrap_up_time_up")
+    started = recorder.story().index(("phase_started", "shutdown"))
+    ended = recorder.story().index(("phase_ended", "wrap_up"))
+    assert up < started < ended

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import subprocess
 import sys
 import types
@@ -86,11 +87,32 @@ def test_import_is_light_and_imports_no_integration() -> None:
     code = (
         "import sys, gracestop; "
         "heavy = {'trio', 'uvicorn', 'aiohttp', 'hypercorn', 'starlette', 'h11', "
-        "'pytest', 'gracestop.testing', 'gracestop._render'}; "
+        "'pytest', 'gracestop.testing', 'gracestop._render', 'gracestop._diagnostics', "
+        "'gracestop._systemd', 'json', 'cProfile', 'tracemalloc', 'tempfile'}; "
         "heavy &= set(sys.modules); "
         "print(sorted(heavy))"
     )
+    # Without subprocess coverage, which imports json itself.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_PROCESS_")}
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_diagnostics_and_systemd_load_only_when_used() -> None:
+    code = (
+        "import sys, anyio, gracestop\n"
+        "async def main():\n"
+        "    async with gracestop.ShutdownCoordinator(hooks=gracestop.Hooks(), signals=()) as c:\n"
+        "        c.shutdown()\n"
+        "anyio.run(main)\n"
+        "print(sorted({'gracestop._diagnostics', 'gracestop._systemd'} & set(sys.modules)))\n"
+        "assert callable(gracestop.request_diagnostics)\n"
+        "print('gracestop._diagnostics' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NOTIFY_SOCKET"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    assert out.split() == ["[]", "True"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -164,13 +165,13 @@ def test_render_forced_quit_with_every_status() -> None:
         "  stage / hook                 status        start    took  0s            3.000s",
         "  wrap-up                                   0.000s  1.000s  ━━━━━━━·············",
         "    deregister                 ✓ ok         0.000s  0.500s  ████················",
-        "    flush-a-very-long-queue-…  ⏱ timed out  0.000s  3.000s  ████████████████████",
+        "    flush-a-very-long-queue-…  ⧖ timed out  0.000s  3.000s  ████████████████████",
         "      ↳ TimeoutError: hook timed out after 3s",
         "  shutdown                                  1.000s       -  ······━━━━━━━━━━━━━━",
         "    close-db                   ✗ failed     1.000s  0.250s  ······███···········",
         "      ↳ RuntimeError: database is closed",
         "    close-cache                – cancelled       -       -  ····················",  # noqa: RUF001
-        "  ⚠ holds still open when wrap-up time ran out: request, request",
+        "  ⚠ holds still open when wrap-up time ran out: request x2",
         "  ⚠ forced quit by the wait_time deadline; cut short:",
         "     flush-a-very-long-queue-name-that-goes-on-and-on, close-cache",
         "shutdown forced by deadline in 3.000s: 4 hooks, 1 ok, 1 failed, 1 timed_out, 1",
@@ -429,3 +430,44 @@ def test_enums_print_as_their_values_and_states_are_ordered() -> None:
     assert State.IDLE.rank == 0
     assert HookStatus.OK.final
     assert not HookStatus.RUNNING.final
+
+
+def every_status_report() -> ShutdownReport:
+    """A report with a hook in every status, a late one, an error and open holds."""
+    base = forced_report()
+    extra = (
+        HookResult(
+            "late-one", Phase.WRAP_UP, status=HookStatus.OK, started_at=2.0, duration=0.2, late=True
+        ),
+        HookResult("still-running", Phase.SHUTDOWN, status=HookStatus.RUNNING, started_at=1.5),
+        HookResult("waiting", Phase.SHUTDOWN, status=HookStatus.PENDING),
+    )
+    return dataclasses.replace(
+        base,
+        results=base.results + extra,
+        open_holds=(*base.open_holds, "a-hold-with-a-name-far-longer-than-any-terminal-line" * 3),
+    )
+
+
+@pytest.mark.parametrize("ascii_", [False, True])
+def test_render_fits_every_width(ascii_: bool) -> None:
+    report = every_status_report()
+    assert {r.status for r in report.results} == set(HookStatus)
+    for width in range(40, 121):
+        lines = report.render(width=width, color=False, ascii=ascii_).splitlines()
+        assert max(len(line) for line in lines) <= width, (width, lines)
+        if width >= 80:  # wide enough for the words
+            assert any("timed out" in line for line in lines)
+
+
+def test_status_marks_are_one_cell_wide() -> None:
+    import unicodedata
+
+    from gracestop._render import _UNICODE
+
+    for mark in _UNICODE.marks.values():
+        assert len(mark) == 1
+        assert unicodedata.east_asian_width(mark) in ("N", "Na", "A"), mark
+    # Not the stopwatch (U+23F1), which terminals draw as a wide emoji.
+    assert "\u23f1" not in _UNICODE.marks.values()
+    assert unicodedata.east_asian_width(_UNICODE.marks[HookStatus.TIMED_OUT]) == "N"

@@ -13,7 +13,7 @@ import anyio
 import pytest
 
 from gracestop import Hooks, ShutdownConfig, ShutdownCoordinator
-from gracestop._report_file import REPORT_FILE_MODE, write_report_file
+from gracestop._report_file import write_report_file
 
 pytestmark = pytest.mark.anyio
 
@@ -47,7 +47,7 @@ async def test_report_is_written_at_the_end_of_the_shutdown(tmp_path: Path) -> N
     assert data["ok"] is True
     assert (data["trigger"]["kind"], data["trigger"]["reason"]) == ("manual", "deploy")
     assert target.read_text(encoding="utf-8").startswith('{\n  "schema": "gracestop.report"')
-    assert target.stat().st_mode & 0o777 == REPORT_FILE_MODE
+    assert target.stat().st_mode & 0o777 == 0o666 & ~current_umask()
     assert os.listdir(tmp_path) == ["report.json"]  # no temporary file left behind
 
 
@@ -162,3 +162,42 @@ def test_report_file_from_the_environment() -> None:
 def test_report_file_refuses_bad_values(value: object, exc: type[Exception], pattern: str) -> None:
     with pytest.raises(exc, match="^" + pattern.replace("\0", "\\\\x00")):
         ShutdownConfig(report_file=value)  # type: ignore[arg-type]
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize(("umask", "expected"), [(0o077, 0o600), (0o022, 0o644), (0o002, 0o664)])
+def test_report_file_mode_follows_the_umask(tmp_path: Path, umask: int, expected: int) -> None:
+    from test_report import fixed_report
+
+    target = tmp_path / "report.json"
+    previous = os.umask(umask)
+    try:
+        assert write_report_file(str(target), fixed_report())
+    finally:
+        os.umask(previous)
+    assert target.stat().st_mode & 0o777 == expected
+
+
+async def test_the_environment_names_the_report_file_without_from_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tmp_path / "env.json"
+    monkeypatch.setenv("GRACESTOP_REPORT_FILE", str(target))
+    async with ShutdownCoordinator(hooks=Hooks(), signals=()) as coord:
+        assert coord.config.report_file is None
+        coord.shutdown()
+    assert coord.report is not None and read(target) == coord.report.to_dict()
+    # An empty variable names no file; an explicit report_file wins over it.
+    monkeypatch.setenv("GRACESTOP_REPORT_FILE", "")
+    async with ShutdownCoordinator(hooks=Hooks(), signals=()) as coord:
+        coord.shutdown()
+    own = tmp_path / "own.json"
+    monkeypatch.setenv("GRACESTOP_REPORT_FILE", str(tmp_path / "unused.json"))
+    async with ShutdownCoordinator(hooks=Hooks(), signals=(), report_file=own) as coord:
+        coord.shutdown()
+    assert sorted(p.name for p in os.scandir(tmp_path)) == ["env.json", "own.json"]

@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import pytest
 
+import gracestop
 from gracestop import Hooks, ShutdownConfig, ShutdownCoordinator
 from gracestop._systemd import EXIT_MARGIN, SystemdNotifier, notify_address, watchdog_interval
 
@@ -249,3 +250,55 @@ def test_config_field() -> None:
         ShutdownConfig(systemd_notify="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="GRACESTOP_SYSTEMD_NOTIFY"):
         ShutdownConfig.from_env(environ={"GRACESTOP_SYSTEMD_NOTIFY": "maybe"})
+
+
+async def test_a_multi_line_error_cannot_inject_assignments(systemd: FakeSystemd) -> None:
+    with pytest.raises(ValueError, match="bad config"):
+        async with ShutdownCoordinator(**quiet()):
+            raise ValueError("bad config\nMAINPID=1\nREADY=1\r\x00\x1b[31m")
+    lines = systemd.assignments()
+    assert lines.count("READY=1") == 1  # the one sent on entering
+    assert not [line for line in lines if line.startswith("MAINPID=")]
+    (status,) = [s for s in value_of(lines, "STATUS") if "ValueError" in s]
+    assert status.startswith(
+        "the service block raised ValueError: bad config MAINPID=1 READY=1 [31m,"
+    )
+    assert all(line.isprintable() for line in lines)
+
+
+def test_long_values_are_cut() -> None:
+    from gracestop._systemd import MAX_VALUE, clean_value
+
+    assert clean_value("a\n\tb  c\x7f") == "a b c"
+    cut = clean_value("x" * 2000)
+    assert len(cut) == MAX_VALUE and cut.endswith("...")
+
+
+async def test_ready_on_entering_by_default(systemd: FakeSystemd) -> None:
+    async with ShutdownCoordinator(**quiet()) as coord:
+        assert systemd.receive() == "READY=1\nSTATUS=running"
+        coord.notify_ready()  # sent already: nothing more
+        coord.shutdown()
+    assert systemd.assignments().count("READY=1") == 1
+
+
+async def test_manual_readiness(systemd: FakeSystemd) -> None:
+    async with ShutdownCoordinator(**quiet(systemd_ready="manual")) as coord:
+        assert systemd.receive() == "STATUS=starting; waiting for the service to be ready"
+        coord.notify_ready()
+        assert systemd.receive() == "READY=1\nSTATUS=running"
+        coord.notify_ready()
+        coord.shutdown()
+        coord.notify_ready()  # after the trigger: never READY=1 again
+    lines = systemd.assignments()
+    assert lines.count("READY=1") == 1
+    assert lines.index("READY=1") < lines.index("STOPPING=1")
+
+
+async def test_notify_ready_without_systemd_and_before_entering() -> None:
+    coord = ShutdownCoordinator(**quiet(systemd_ready="manual"))
+    with pytest.raises(gracestop.ShutdownError, match=r"notify_ready\(\) needs an entered"):
+        coord.notify_ready()
+    async with coord:
+        coord.notify_ready()  # no NOTIFY_SOCKET: nothing to do, no error
+        coord.shutdown()

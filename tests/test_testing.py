@@ -4,6 +4,7 @@ plugin (run by pytester in a fresh pytest process)."""
 from __future__ import annotations
 
 import inspect
+import logging
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,7 +57,7 @@ def test_set_testing_as_a_plain_call() -> None:
     cfg = build()
     assert cfg == ShutdownConfig(
         drain_delay=0, wrap_up_time=0.5, wait_time=2, signals=(), hard_exit=False,
-        progress_interval=60,
+        progress_interval=60, systemd_notify=False,
     )  # fmt: skip
     set_testing(False)
     assert not is_testing()
@@ -121,6 +122,34 @@ def test_environment_variable_turns_testing_mode_on(
     # A decision made in code wins over the environment.
     with set_testing(not expected):
         assert is_testing() is not expected
+
+
+def test_testing_mode_from_the_environment_is_logged_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gracestop._testing as testing_state
+
+    monkeypatch.setattr(testing_state, "_env_warned", False)
+    with set_testing(True):
+        build()
+    assert caplog.records == []  # turned on in code: the test knows
+    monkeypatch.setenv(ENV_VAR, "1")
+    build()
+    build()
+    (warning,) = caplog.records
+    assert warning.levelno == logging.WARNING
+    assert warning.getMessage().startswith(
+        "testing mode is on (GRACESTOP_TESTING is set): coordinators take no signals, "
+        "arm no watchdog"
+    )
+
+
+def test_report_file_is_left_alone_and_systemd_is_off(tmp_path: Path) -> None:
+    with set_testing(True):
+        assert build().report_file is None
+        assert build(report_file=tmp_path / "r.json").report_file == str(tmp_path / "r.json")
+        assert build().systemd_notify is False
+        assert build(systemd_notify=True).systemd_notify is True
 
 
 def test_a_bad_environment_variable_is_refused_by_name(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 
 from ._config import ConfigOverrides, ShutdownConfig, UnknownFieldError
 from ._coordinator import Coordinator, Hold, ShutdownCoordinator
-from ._diagnostics import request_diagnostics
 from ._hooks import (
     Hook,
     HookContext,
@@ -63,11 +62,19 @@ __all__ = [
 
 
 if TYPE_CHECKING:
+    from ._diagnostics import request_diagnostics
+
     __version__: str
 del TYPE_CHECKING  # keep the package namespace to the public names
 
 
-def __getattr__(name: str) -> str:
+def __getattr__(name: str) -> object:
+    if name == "request_diagnostics":
+        # The diagnostics module is loaded only by the processes that use it.
+        from ._diagnostics import request_diagnostics
+
+        globals()[name] = request_diagnostics
+        return request_diagnostics
     # The version is read from the installed metadata only when asked for.
     if name == "__version__":
         from importlib.metadata import PackageNotFoundError, version

@@ -46,6 +46,7 @@ SignalLike: TypeAlias = "str | int | signal.Signals"
 
 SignalMode: TypeAlias = Literal["auto", "handler"]
 SecondSignal: TypeAlias = Literal["force", "ignore"]
+SystemdReady: TypeAlias = Literal["enter", "manual"]
 
 
 class ConfigOverrides(TypedDict, total=False):
@@ -68,6 +69,7 @@ class ConfigOverrides(TypedDict, total=False):
     profile_duration: DurationLike
     report_file: str | os.PathLike[str] | None
     systemd_notify: bool | None
+    systemd_ready: SystemdReady
 
 
 RESERVED_ENV_SUFFIXES: frozenset[str] = frozenset({"TESTING"})
@@ -77,6 +79,7 @@ skips them instead of calling them unknown (``GRACESTOP_TESTING`` turns on
 
 _SIGNAL_MODES: tuple[str, ...] = ("auto", "handler")
 _SECOND_SIGNAL_MODES: tuple[str, ...] = ("force", "ignore")
+_SYSTEMD_READY_MODES: tuple[str, ...] = ("enter", "manual")
 
 _DURATION_HELP = "seconds as int/float, a timedelta, or a string such as '5.5s'"
 
@@ -485,6 +488,7 @@ _NORMALISERS: dict[str, Callable[[object, str], object]] = {
     "profile_duration": _duration_normaliser(allow_zero=False),
     "report_file": _report_file,
     "systemd_notify": _hard_exit,
+    "systemd_ready": _choice(_SYSTEMD_READY_MODES),
 }
 
 # Float sums are inexact (0.1 + 0.2 > 0.3); a nanosecond, Go's resolution, is the
@@ -542,7 +546,7 @@ def _from_text(field: str, value: object) -> object:
         if word == "none":
             return ()
         return tuple(part for part in re.split(r"[,\s]+", value) if part)
-    if field in {"signal_mode", "second_signal"}:
+    if field in {"signal_mode", "second_signal", "systemd_ready"}:
         return word
     return value
 
@@ -610,6 +614,7 @@ class ShutdownConfig:
     profile_duration: float = 60.0
     report_file: str | None = None
     systemd_notify: bool | None = None
+    systemd_ready: SystemdReady = "enter"
 
     if TYPE_CHECKING:
         # What type checkers see: the constructor takes the raw forms that
@@ -632,6 +637,7 @@ class ShutdownConfig:
             profile_duration: DurationLike = 60.0,
             report_file: str | os.PathLike[str] | None = None,
             systemd_notify: bool | None = None,
+            systemd_ready: SystemdReady = "enter",
         ) -> None: ...
 
     def __new__(cls, *args: object, **kwargs: object) -> ShutdownConfig:

@@ -9,6 +9,7 @@ import functools
 import itertools
 import logging
 import math
+import os
 import signal
 import threading
 import time
@@ -21,7 +22,6 @@ import anyio.lowlevel
 from anyio.abc import TaskGroup
 
 from ._config import ShutdownConfig
-from ._diagnostics import Diagnostics, claim_diagnostics
 from ._hooks import Hook, HookContext, Hooks, Waiter, _Registrar, default_hooks, find_waiter
 from ._report import (
     HookStatus,
@@ -32,10 +32,9 @@ from ._report import (
     State,
     Trigger,
 )
-from ._report_file import write_report_file
+from ._report_file import REPORT_FILE_ENV, write_report_file
 from ._runs import Group, HookRun, call_sync_hook_in_thread, group_done
 from ._signals import SignalListener, claimed_signals, loop_caller
-from ._systemd import SystemdNotifier
 from ._testing import apply_testing, is_testing
 from ._watchdog import Watchdog
 from .instrumentation import (
@@ -43,7 +42,6 @@ from .instrumentation import (
     DiagnosticsWritten,
     Event,
     ForcedQuit,
-    HoldsChanged,
     HookEnded,
     HookStarted,
     Observer,
@@ -66,6 +64,8 @@ if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
 
     from ._config import ConfigOverrides
+    from ._diagnostics import Diagnostics
+    from ._systemd import SystemdNotifier
 
 __all__ = ["Coordinator", "Hold", "ShutdownCoordinator"]
 
@@ -159,8 +159,9 @@ class ShutdownCoordinator(_Registrar):
         hooks: a :class:`Hooks` registry or an iterable of them; defaults to
             :data:`gracestop.default_hooks`.
         observers: callables told about each shutdown event (see
-            :mod:`gracestop.instrumentation`); they replace the global observers
-            (by default one :class:`~gracestop.instrumentation.LoggingObserver`).
+            :mod:`gracestop.instrumentation`), in addition to the global ones (by
+            default one :class:`~gracestop.instrumentation.LoggingObserver`;
+            ``set_observers([])`` silences the logging).
         **overrides: :class:`ShutdownConfig` fields, applied over ``config``.
     """
 
@@ -360,23 +361,42 @@ class ShutdownCoordinator(_Registrar):
         with self._lock:
             key = next(self._hold_ids)
             self._holds[key] = name
-        if self._dispatch.observers:
-            self._on_loop(functools.partial(self._holds_changed, name, True))
+        # No event per hold: holds are opened per request, on the hot path.
+        # Observers that want the number read it when they need it
+        # (CoordinatorEntered.open_holds).
         return key
 
     def _close_hold(self, key: int) -> None:
         with self._lock:
-            name = self._holds.pop(key, None)
-        if name is not None and self._dispatch.observers:
-            self._on_loop(functools.partial(self._holds_changed, name, False))
+            self._holds.pop(key, None)
         self._notify()
 
-    def _holds_changed(self, name: str, opened: bool) -> None:
-        # Counted on the loop thread when dispatched, so the last event always
-        # tells the current number even when holds change in several threads.
-        with self._lock:
-            count = len(self._holds)
-        self._dispatch(HoldsChanged(name, opened, count))
+    def _open_hold_count(self) -> int:
+        """How many holds are open; callable from any thread (a metrics scrape)."""
+        return len(self._holds)
+
+    def notify_ready(self) -> None:
+        """Tell systemd the service is ready (``READY=1``), for ``systemd_ready="manual"``.
+
+        With ``systemd_ready="manual"`` the coordinator does not send ``READY=1``
+        on entering: call this once the service really is ready (its port is
+        bound, its caches are warm), so ``systemctl start`` returns only then::
+
+            async with ShutdownCoordinator(systemd_ready="manual") as coord:
+                await start_server(coord)
+                coord.notify_ready()
+
+        Does nothing without ``NOTIFY_SOCKET`` (not run by systemd), when
+        ``READY=1`` was sent already (it is idempotent), or once the shutdown has
+        begun. Call it on the event loop's thread.
+
+        Raises:
+            ShutdownError: the coordinator has not been entered.
+        """
+        if self._state is State.IDLE:
+            raise ShutdownError("notify_ready() needs an entered coordinator (use `async with`)")
+        if self._systemd is not None and self._trigger is None:
+            self._systemd.ready()
 
     # ------------------------------------------------------------------ triggering
 
@@ -555,12 +575,16 @@ class ShutdownCoordinator(_Registrar):
         listener.claim()
         self._listener = listener
         try:
-            self._diagnostics = claim_diagnostics(
-                self._config,
-                f"ShutdownCoordinator#{self._id}",
-                nested=self._parent is not None,
-                on_written=self._diagnostics_written,
-            )
+            if self._config.diagnostics:
+                # Imported only when asked for: import gracestop stays light.
+                from ._diagnostics import claim_diagnostics
+
+                self._diagnostics = claim_diagnostics(
+                    self._config,
+                    f"ShutdownCoordinator#{self._id}",
+                    nested=self._parent is not None,
+                    on_written=self._diagnostics_written,
+                )
             if self._config.hard_exit is not False:
                 self._watchdog = Watchdog(
                     exit_code=self._config.force_exit_code,
@@ -594,7 +618,7 @@ class ShutdownCoordinator(_Registrar):
         self._body_scope = anyio.CancelScope()
         self._body_scope.__enter__()
         self._context_token = _current.set(self)
-        self._emit(CoordinatorEntered(listener.signals))
+        self._emit(CoordinatorEntered(listener.signals, self._id, self._open_hold_count))
         if self._parent is not None:
             self._adopt_by(self._parent)
         early, self._early_signals = self._early_signals, []
@@ -608,10 +632,18 @@ class ShutdownCoordinator(_Registrar):
         systemd is told by the outermost coordinator only, unless
         ``systemd_notify=True`` asks a nested one to speak too.
         """
-        observers = self._observers if self._observers is not None else get_observers()
+        observers = get_observers()
+        if self._observers is not None:
+            observers = (*observers, *self._observers)
         notify = self._config.systemd_notify
-        if notify or (notify is None and self._parent is None):
-            self._systemd = SystemdNotifier.from_env(grace=self._config.watchdog_grace)
+        wanted = notify or (notify is None and self._parent is None)
+        if wanted and os.environ.get("NOTIFY_SOCKET"):
+            from ._systemd import SystemdNotifier  # only under systemd
+
+            self._systemd = SystemdNotifier.from_env(
+                grace=self._config.watchdog_grace,
+                ready_on_enter=self._config.systemd_ready == "enter",
+            )
             if self._systemd is not None:
                 observers = (*observers, self._systemd)
         self._dispatch = _Dispatcher(observers)
@@ -701,6 +733,10 @@ class ShutdownCoordinator(_Registrar):
                     # passes anyio's shield. The shutdown still runs to its end;
                     # the cancellation is raised once it has.
                     late_cancel = cancel
+            if self._diagnostics is not None:
+                # A diagnostics write must not hold the exit up for long: the
+                # watchdog is stopped by now.
+                self._diagnostics.stop(self._config.watchdog_grace)
             self._tg.cancel_scope.cancel()
             await self._tg.__aexit__(None, None, None)
         finally:
@@ -792,10 +828,16 @@ class ShutdownCoordinator(_Registrar):
                 tg.start_soon(self._run_phase, Phase.WRAP_UP, name="gracestop wrap-up")
                 with anyio.move_on_after(self._config.wrap_up_time):
                     await self._wait_until(self._wrap_up_over)
-                if not self._wrap_up_over():
+                on_its_own = self._wrap_up_over()
+                if not on_its_own:
                     self._window_closed()
                 self._window_over = True
                 self._notify()
+                if on_its_own:
+                    # Stages follow each other; they overlap only when the wrap-up
+                    # window ran out (WrapUpTimeUp) with wrap-up work still running.
+                    self._span_end("wrap_up")
+                    self._stage_ended("wrap_up")
                 self._set_state(State.SHUTTING_DOWN)
                 self._span_start("shutdown")
                 self._emit(PhaseStarted("shutdown", len(self._pending[Phase.SHUTDOWN]), None))
@@ -1002,9 +1044,10 @@ class ShutdownCoordinator(_Registrar):
         self._report = report
         with self._lock:
             self._state = State.STOPPED
-        self._emit(ShutdownFinished(report))
-        if self._config.report_file is not None:
-            write_report_file(self._config.report_file, report)
+        self._emit(ShutdownFinished(report, self._id))
+        path = self._report_path()
+        if path is not None:
+            write_report_file(path, report)
         if self._watchdog is not None and not self._abandoned_threads():
             self._watchdog.stop()
         for registry in self._registries:
@@ -1014,12 +1057,19 @@ class ShutdownCoordinator(_Registrar):
         if self._finished_event is not None:
             self._finished_event.set()
 
+    def _report_path(self) -> str | None:
+        """``report_file``, else ``GRACESTOP_REPORT_FILE`` (read now, as
+        ``GRACESTOP_TESTING`` is: the variable works without ``from_env()``)."""
+        if self._config.report_file is not None:
+            return self._config.report_file
+        return os.environ.get(REPORT_FILE_ENV) or None
+
     def _write_report_at_watchdog(self) -> None:
         """The watchdog is about to end the process (watchdog thread, bounded in
         time): write the report as it stands, running hooks timed out and waiting
         ones cancelled. A race with the stuck loop can only make it fail, which
         the watchdog reports on stderr before it exits all the same."""
-        path = self._config.report_file
+        path = self._report_path()
         if path is None or self._trigger is None:
             return
         t0 = self._trigger_mono

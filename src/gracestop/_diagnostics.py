@@ -10,6 +10,16 @@ directory (never a symlink), owned by this user and writable by nobody else.
 Files are created under a private temporary name with ``O_EXCL | O_NOFOLLOW``,
 mode 0600, then hard-linked to their final name, which never replaces or
 follows anything already there; a file therefore appears only once complete.
+
+While diagnostics are enabled the directory also holds an empty marker file,
+``.gracestop-<pid>.diagnostics``: :func:`request_diagnostics` sends a signal only
+to a process whose marker it finds, because a handler for SIGUSR1 alone does not
+prove the process is a gracestop service (shells have one too).
+
+The files are rendered and written in a daemon thread of their own, never in
+anyio's shared worker threads: an application that has every worker thread
+blocked still gets its dump, and a write that hangs (a stuck network file
+system) holds up the coordinator's exit for ``watchdog_grace`` at most.
 """
 
 from __future__ import annotations
@@ -39,7 +49,7 @@ from anyio.abc import TaskStatus
 
 from ._config import ShutdownConfig, check_duration
 from ._report import ShutdownError
-from ._signals import SignalListener
+from ._signals import SignalListener, loop_caller
 
 if TYPE_CHECKING:
     # Imported where used: profiling modules are not needed by a process that
@@ -68,6 +78,11 @@ _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _temp_names = itertools.count(1)
+
+
+def marker_name(pid: int) -> str:
+    """The name of the marker file a service with diagnostics keeps in its directory."""
+    return f".gracestop-{pid}.diagnostics"
 
 
 class UnsafeDirectoryError(OSError):
@@ -487,15 +502,129 @@ class Diagnostics:
         self._requests: list[signal.Signals] = []
         self._wake: anyio.Event | None = None
         self._profile: _Profile | None = None
+        self._call: Callable[[Callable[[], object]], None] | None = None
+        # Shielded waits for writes in progress, and when they must give up.
+        self._writing: set[anyio.CancelScope] = set()
+        self._give_up_at: float | None = None
+        self._marker_dir_fd: int | None = None
 
     def claim(self) -> None:
-        """Claim SIGUSR1 and SIGUSR2 (``ShutdownError`` if another coordinator has them)."""
+        """Claim SIGUSR1 and SIGUSR2 (``ShutdownError`` if another coordinator has
+        them) and put the marker file in the directory."""
         self._wake = anyio.Event()
+        self._call = loop_caller()
         self._listener.claim()
+        self._place_marker()
 
     def release(self) -> None:
-        """Restore the previous handlers of SIGUSR1 and SIGUSR2."""
+        """Restore the previous handlers of SIGUSR1 and SIGUSR2; remove the marker."""
         self._listener.release()
+        dir_fd, self._marker_dir_fd = self._marker_dir_fd, None
+        if dir_fd is not None:
+            try:
+                os.unlink(marker_name(os.getpid()), dir_fd=dir_fd)
+            except OSError as exc:
+                logger.warning(
+                    "could not remove the diagnostics marker %s: %s",
+                    os.path.join(self.directory, marker_name(os.getpid())),
+                    exc,
+                    extra={"gracestop_diagnostics": "marker"},
+                )
+            finally:
+                os.close(dir_fd)
+
+    def _place_marker(self) -> None:
+        """Create ``.gracestop-<pid>.diagnostics`` (mode 0600, never following a
+        symlink); one left by a dead process that had this pid is replaced."""
+        name = marker_name(os.getpid())
+        try:
+            dir_fd = open_safe_directory(self.directory)
+        except OSError as exc:
+            logger.error(
+                "diagnostics directory %s is unusable: %s; the signals are served, "
+                "but request_diagnostics will refuse this process",
+                self.directory,
+                exc,
+                extra={"gracestop_diagnostics": "marker"},
+            )
+            return
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
+        try:
+            try:
+                fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+            except FileExistsError:
+                # Only a process with this pid writes this name: it is stale.
+                # unlink removes a symlink itself and never follows it.
+                os.unlink(name, dir_fd=dir_fd)
+                fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+            os.close(fd)
+        except OSError as exc:
+            os.close(dir_fd)
+            logger.error(
+                "could not create the diagnostics marker %s: %s; the signals are served, "
+                "but request_diagnostics will refuse this process",
+                os.path.join(self.directory, name),
+                exc,
+                extra={"gracestop_diagnostics": "marker"},
+            )
+            return
+        self._marker_dir_fd = dir_fd
+
+    def stop(self, grace: float) -> None:
+        """The coordinator is exiting: writes in progress get *grace* seconds more,
+        requests not served yet are dropped (and logged)."""
+        self._give_up_at = anyio.current_time() + grace
+        for scope in self._writing:
+            scope.deadline = min(scope.deadline, self._give_up_at)
+        if self._requests:
+            names = ", ".join(
+                "dump" if sig == _DUMP_SIGNAL else "profile" for sig in self._requests
+            )
+            self._requests.clear()
+            logger.warning(
+                "diagnostics requests not served before the exit, dropped: %s",
+                names,
+                extra={"gracestop_diagnostics": "dropped"},
+            )
+
+    async def _in_thread(self, work: Callable[[], list[Path]], kind: str) -> list[Path]:
+        """Run *work* in a daemon thread of its own and wait for it, shielded from
+        cancellation until :meth:`stop`'s grace is over; then it is left to finish
+        on its own (the daemon thread never holds up the interpreter's exit)."""
+        assert self._call is not None
+        call = self._call
+        done = anyio.Event()
+        outcome: list[list[Path] | BaseException] = []
+
+        def target() -> None:
+            try:
+                outcome.append(work())
+            except BaseException as exc:  # handed to the loop thread, raised there
+                outcome.append(exc)
+            finally:
+                call(done.set)
+
+        threading.Thread(target=target, name=f"gracestop diagnostics {kind}", daemon=True).start()
+        with anyio.CancelScope(shield=True) as scope:
+            if self._give_up_at is not None:
+                scope.deadline = self._give_up_at
+            self._writing.add(scope)
+            try:
+                await done.wait()
+            finally:
+                self._writing.discard(scope)
+        if not outcome:
+            logger.error(
+                "the %s was still being written when the coordinator exited; not waiting "
+                "longer (watchdog_grace): the file may be missing",
+                kind,
+                extra={"gracestop_diagnostics": kind},
+            )
+            return []
+        result = outcome[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     def _on_signal(self, sig: signal.Signals) -> None:
         """On the loop thread: queue the request for the serving task."""
@@ -520,12 +649,22 @@ class Diagnostics:
                     await self._wake.wait()
                     self._wake = anyio.Event()
                 sig = self._requests.pop(0)
-                if sig == _DUMP_SIGNAL:
-                    await self.dump()
-                elif self._profile is not None:
-                    self._profile.stop.set()
-                else:
-                    self._start_profile(tg)
+                kind = "dump" if sig == _DUMP_SIGNAL else "profile"
+                try:
+                    if sig == _DUMP_SIGNAL:
+                        await self.dump()
+                    elif self._profile is not None:
+                        self._profile.stop.set()
+                    else:
+                        self._start_profile(tg)
+                except Exception:
+                    # A diagnostics bug must never take the service down with it.
+                    logger.exception(
+                        "the %s request (%s) failed; nothing written",
+                        kind,
+                        sig.name,
+                        extra={"gracestop_diagnostics": kind},
+                    )
 
     async def _stop_profile_on(self, triggered: anyio.Event) -> None:
         await triggered.wait()
@@ -543,8 +682,7 @@ class Diagnostics:
                 self.directory, [(name, _render_dump(backend, threads, tasks))], "dump"
             )
 
-        with anyio.CancelScope(shield=True):
-            paths = await anyio.to_thread.run_sync(write)
+        paths = await self._in_thread(write, "dump")
         for path in paths:
             self._written(path, "dump")
         return paths
@@ -577,24 +715,32 @@ class Diagnostics:
                 await profile.stop.wait()
         finally:
             # Also on cancellation (the coordinator exiting): the profile is written.
-            seconds, snapshot = profile.finish()
             self._profile = None
-            name = file_name("profile", "pstats")
+            try:
+                await self._write_profile(profile)
+            except Exception:
+                logger.exception(
+                    "writing the profile failed; nothing written",
+                    extra={"gracestop_diagnostics": "profile"},
+                )
 
-            def write() -> list[Path]:
-                data, text = _render_profile(profile.profiler, seconds, snapshot)
-                paths = _write_files(self.directory, [(name, data)], "profile")
-                # The .txt second, under the name the .pstats got: a reader
-                # waiting for the .txt finds the .pstats complete beside it.
-                if paths:
-                    summary = paths[0].with_suffix(".txt").name
-                    paths += _write_files(self.directory, [(summary, text)], "profile")
-                return paths
+    async def _write_profile(self, profile: _Profile) -> None:
+        seconds, snapshot = profile.finish()
+        name = file_name("profile", "pstats")
 
-            with anyio.CancelScope(shield=True):
-                paths = await anyio.to_thread.run_sync(write)
-            for path in paths:
-                self._written(path, "profile" if path.suffix == ".pstats" else "profile summary")
+        def write() -> list[Path]:
+            data, text = _render_profile(profile.profiler, seconds, snapshot)
+            paths = _write_files(self.directory, [(name, data)], "profile")
+            # The .txt second, under the name the .pstats got: a reader
+            # waiting for the .txt finds the .pstats complete beside it.
+            if paths:
+                summary = paths[0].with_suffix(".txt").name
+                paths += _write_files(self.directory, [(summary, text)], "profile")
+            return paths
+
+        paths = await self._in_thread(write, "profile")
+        for path in paths:
+            self._written(path, "profile" if path.suffix == ".pstats" else "profile summary")
 
 
 def claim_diagnostics(
@@ -660,9 +806,9 @@ def _matching(directory: Path, pattern: re.Pattern[str]) -> set[str]:
         return set()
 
 
-def _send(pid: int, sig: signal.Signals) -> None:
+def _send(pid: int, sig: signal.Signals, *, probe: bool = False) -> None:
     try:
-        os.kill(pid, sig)
+        os.kill(pid, 0 if probe else sig)
     except ProcessLookupError:
         raise ProcessLookupError(f"no process with pid {pid}") from None
     except PermissionError:
@@ -696,14 +842,18 @@ def request_diagnostics(
     after the second SIGUSR2 when *duration* is given, else from the first signal
     (then it must cover the service's ``profile_duration``).
 
-    On Linux the signal is not sent to a process that has no handler for it:
-    SIGUSR1's default action would end it.
+    The signal is sent only when *directory* holds the process's marker file
+    (``.gracestop-<pid>.diagnostics``, kept there while its diagnostics are on):
+    SIGUSR1's default action ends a process, and a process with a handler of its
+    own (a shell) is not a gracestop service either. On Linux a process without a
+    handler for the signal is refused first, with a message saying so.
 
     Raises:
         ProcessLookupError: no process *pid*.
         PermissionError: not allowed to signal it.
-        ShutdownError: the process does not handle the signal (diagnostics are
-            not enabled), or the directory is unsafe.
+        ShutdownError: the process does not handle the signal, or its marker is
+            not in *directory* (no gracestop diagnostics writing there; nothing
+            is sent then), or the directory is unsafe.
         TimeoutError: no new file within *timeout*.
         TypeError, ValueError: a bad argument (the message names it).
 
@@ -733,10 +883,23 @@ def request_diagnostics(
         folder = default_diagnostics_dir(uid)
     else:
         folder = Path(os.fspath(directory))
+    # Signal 0 checks the process exists and may be signalled, and sends nothing.
+    _send(pid, sig, probe=True)
     if _catches(pid, sig) is False:
         raise ShutdownError(
             f"pid {pid} has no handler for {sig.name}: it does not run gracestop with "
             f"diagnostics=True; not sending {sig.name}, which would end it"
+        )
+    marker = folder / marker_name(pid)
+    try:
+        found_marker = stat.S_ISREG(os.lstat(marker).st_mode)
+    except OSError:
+        found_marker = False
+    if not found_marker:
+        raise ShutdownError(
+            f"pid {pid} has no gracestop diagnostics marker in {folder} (no {marker.name}): "
+            f"it does not run gracestop with diagnostics=True writing there; "
+            f"not sending {sig.name}, which could end it"
         )
     if kind == "dump":
         pattern = re.compile(rf".+-{pid}-tasks-[0-9]{{10}}(?:-[0-9]+)?\.dump")

@@ -25,6 +25,8 @@ MIN_WIDTH = 40
 _AUTO_WIDTH_RANGE = (60, 160)
 _MIN_BAR = 10
 _MIN_NAME = 12
+# Below this the columns give way: statuses as marks only, then shorter names.
+_NARROW_NAME = 6
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,9 @@ _UNICODE = _Glyphs(
     marks={
         HookStatus.OK: "\u2713",  # ✓
         HookStatus.FAILED: "\u2717",  # ✗
-        HookStatus.TIMED_OUT: "\u23f1",  # ⏱
+        # Not ⏱ (U+23F1): many terminals draw it as a two-cell emoji. The white
+        # hourglass is one cell wide everywhere and has no emoji form.
+        HookStatus.TIMED_OUT: "\u29d6",  # ⧖
         HookStatus.CANCELLED: "\u2013",  # en dash
         HookStatus.PENDING: "\u00b7",  # ·
         HookStatus.RUNNING: "\u2026",  # …
@@ -186,17 +190,29 @@ def render_report(report: ShutdownReport, *, width: int, color: bool, ascii: boo
         "" if r.status is None else f"{glyphs.marks[r.status]} {_STATUS_WORDS[r.status]}"
         for r in rows
     ]
+    status_head = "status"
     start_w = max([len("start"), *map(len, start_cells)])
     took_w = max([len("took"), *map(len, took_cells)])
-    status_w = max([len("status"), *map(len, status_cells)])
+    status_w = max([len(status_head), *map(len, status_cells)])
     name_w = max([len("stage / hook"), *(len(r.label) for r in rows)])
-    fixed = 2 + 2 + status_w + 2 + start_w + 2 + took_w + 2
+
+    def fixed() -> int:
+        return 2 + 2 + status_w + 2 + start_w + 2 + took_w + 2
+
+    if fixed() + _MIN_NAME + _MIN_BAR > width:
+        # Narrow: the mark alone says the status (the legend is in the docs).
+        status_cells = ["" if r.status is None else glyphs.marks[r.status] for r in rows]
+        status_head = ""
+        status_w = max(map(len, status_cells), default=1)
     # The bars get what the columns leave, at least a quarter of the line:
     # long names give way first.
     min_bar = max(_MIN_BAR, width // 4)
-    if width - fixed - name_w < min_bar:
-        name_w = max(_MIN_NAME, width - fixed - min_bar)
-    bar_w = max(_MIN_BAR, width - fixed - name_w)
+    if width - fixed() - name_w < min_bar:
+        name_w = max(_MIN_NAME, width - fixed() - min_bar)
+    bar_w = width - fixed() - name_w
+    if bar_w < _MIN_BAR:
+        name_w = max(_NARROW_NAME, width - fixed() - _MIN_BAR)
+        bar_w = max(1, width - fixed() - name_w)
 
     def cut(text: str, room: int) -> str:
         if len(text) <= room:
@@ -228,10 +244,13 @@ def render_report(report: ShutdownReport, *, width: int, color: bool, ascii: boo
     lines = [paint(line, _BOLD) for text in header for line in _wrap(text, width, "  ")]
 
     axis_right = f"{span:.3f}s"
-    axis = "0s".ljust(bar_w - len(axis_right)) + axis_right
+    if bar_w >= len(axis_right) + len("0s") + 1:
+        axis = "0s".ljust(bar_w - len(axis_right)) + axis_right
+    else:
+        axis = axis_right[-bar_w:].rjust(bar_w)
     lines.append(
         paint(
-            f"  {'stage / hook':<{name_w}}  {'status':<{status_w}}  "
+            f"  {cut('stage / hook', name_w):<{name_w}}  {status_head:<{status_w}}  "
             f"{'start':>{start_w}}  {'took':>{took_w}}  {axis}",
             _DIM,
         )
@@ -251,7 +270,11 @@ def render_report(report: ShutdownReport, *, width: int, color: bool, ascii: boo
             lines.append(paint(text, _STATUS_COLOURS[row.status or HookStatus.FAILED]))
 
     if report.open_holds:
-        holds = "holds still open when wrap-up time ran out: " + ", ".join(report.open_holds)
+        counts: dict[str, int] = {}
+        for name in report.open_holds:
+            counts[name] = counts.get(name, 0) + 1
+        named = (n + (f" x{c}" if c > 1 else "") for n, c in counts.items())
+        holds = "holds still open when wrap-up time ran out: " + ", ".join(named)
         lines.extend(paint(line, _YELLOW) for line in _wrap(f"  {glyphs.warning} {holds}", width))
     if report.forced:
         by = {"deadline": "by the wait_time deadline", "signal": "by a second signal"}
@@ -312,8 +335,9 @@ def _hook_row(result: HookResult) -> _Row:
 
 def _wrap(text: str, width: int, indent: str = "     ") -> list[str]:
     """Long notes wrap rather than lose the end (a list of hook names, say)."""
+    # Long words (a path, a hold name) are broken too: no line is wider than width.
     return textwrap.wrap(
-        text, width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+        text, width, subsequent_indent=indent, break_long_words=True, break_on_hyphens=False
     ) or [""]
 
 

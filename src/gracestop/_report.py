@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
-import json
 import signal
 import traceback
 from dataclasses import dataclass, field
@@ -351,6 +350,8 @@ class ShutdownReport:
             )
         if indent is not None and indent < 0:
             raise ValueError(f"indent must not be negative; got {indent!r}")
+        import json  # here: import gracestop stays light
+
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
 
 

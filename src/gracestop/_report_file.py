@@ -10,13 +10,15 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ._report import ShutdownReport
 
-__all__ = ["REPORT_FILE_MODE", "write_report_file"]
+__all__ = ["REPORT_FILE_ENV", "write_report_file"]
 
 logger = logging.getLogger("gracestop")
 
-#: Permissions of a written report file: readable by log shippers running as
-#: another user, writable by the service only.
-REPORT_FILE_MODE = 0o644
+#: The variable naming the report file when the config has no ``report_file``.
+REPORT_FILE_ENV = "GRACESTOP_REPORT_FILE"
+
+_O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
 
 def write_report_file(path: str, report: ShutdownReport, *, when: str = "") -> bool:
@@ -24,7 +26,10 @@ def write_report_file(path: str, report: ShutdownReport, *, when: str = "") -> b
 
     The document goes to a temporary file in the same directory, is flushed to
     disk, and then renamed over *path* (``os.replace``), so a reader sees either
-    the previous file or the whole new one, never a partial write. A failure is
+    the previous file or the whole new one, never a partial write. The file is
+    created with mode ``0666`` less the process's umask, like any file the
+    service creates (the report holds exception messages: a umask of ``077``
+    keeps it private). A failure is
     logged at ERROR with the path and swallowed: a shutdown never fails because
     its report could not be written.
     """
@@ -32,16 +37,11 @@ def write_report_file(path: str, report: ShutdownReport, *, when: str = "") -> b
     tmp: str | None = None
     try:
         data = (report.to_json(indent=2) + "\n").encode("utf-8")
-        import tempfile  # here, not at the top: import gracestop stays cheap
-
-        fd, tmp = tempfile.mkstemp(
-            dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
-        )
+        fd, tmp = _create_temp(directory, os.path.basename(path))
         with os.fdopen(fd, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-            os.fchmod(file.fileno(), REPORT_FILE_MODE)
         os.replace(tmp, path)
         tmp = None
         _sync_directory(directory)
@@ -60,6 +60,20 @@ def write_report_file(path: str, report: ShutdownReport, *, when: str = "") -> b
                 os.unlink(tmp)
     logger.debug("shutdown report written to %s", path)
     return True
+
+
+def _create_temp(directory: str, base: str) -> tuple[int, str]:
+    """A new private temporary file beside the target. Mode 0666 lets the kernel
+    apply the umask, which reading it (``os.umask`` sets it too) could not do
+    safely while other threads create files."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
+    for _ in range(100):
+        name = os.path.join(directory, f".{base}.{os.getpid()}-{os.urandom(4).hex()}.tmp")
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:  # pragma: no cover - 32 random bits taken
+            continue
+    raise FileExistsError(f"no free temporary name for {base} in {directory}")  # pragma: no cover
 
 
 def _sync_directory(directory: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import socket
 from collections.abc import Mapping
 
@@ -39,6 +40,18 @@ EXIT_MARGIN = 1.0
 
 # STATUS= is shown by `systemctl status` on one line: keep it short.
 _STATUS_NAMES = 5
+#: Longest value sent in one assignment; longer ones are cut, ending with "...".
+MAX_VALUE = 512
+# Newlines would start new assignments (an exception message could send READY=1
+# or MAINPID=): every run of whitespace or control characters becomes one space.
+_UNSAFE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
+
+
+def clean_value(value: str) -> str:
+    """*value* made safe for one ``KEY=value`` line: whitespace and control
+    characters collapsed to single spaces, at most :data:`MAX_VALUE` characters."""
+    text = _UNSAFE.sub(" ", value).strip()
+    return text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 3] + "..."
 
 
 def notify_address(value: str) -> str | None:
@@ -80,28 +93,50 @@ def _usec(seconds: float) -> int:
 class SystemdNotifier:
     """Sends sd_notify messages for a coordinator's events, and watchdog pings.
 
-    Used as an observer: ``READY=1`` on entering, ``STOPPING=1`` with
+    Used as an observer: ``READY=1`` on entering (unless *ready_on_enter* is
+    false: then :meth:`ready` sends it), ``STOPPING=1`` with
     ``EXTEND_TIMEOUT_USEC`` at the trigger (the time left until the process ends
     at the latest: ``wait_time`` + ``watchdog_grace`` + :data:`EXIT_MARGIN`), again
     with every progress line, and ``STATUS=`` lines for each stage and the summary.
     Sending never raises: a socket that is gone is logged once, then ignored.
+    Every value is passed through :func:`clean_value`.
     """
 
-    __slots__ = ("_address", "_closed", "_failed", "_grace", "_sock", "watchdog_interval")
+    __slots__ = (
+        "_address",
+        "_closed",
+        "_failed",
+        "_grace",
+        "_ready_on_enter",
+        "_ready_sent",
+        "_sock",
+        "watchdog_interval",
+    )
 
     def __init__(
-        self, address: str, *, grace: float = 0.0, watchdog_interval: float | None = None
+        self,
+        address: str,
+        *,
+        grace: float = 0.0,
+        watchdog_interval: float | None = None,
+        ready_on_enter: bool = True,
     ) -> None:
         self._address = address
         self._grace = grace
         self.watchdog_interval = watchdog_interval
+        self._ready_on_enter = ready_on_enter
+        self._ready_sent = False
         self._failed = False
         self._closed = False
         self._sock: socket.socket | None = None
 
     @classmethod
     def from_env(
-        cls, environ: Mapping[str, str] | None = None, *, grace: float = 0.0
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        grace: float = 0.0,
+        ready_on_enter: bool = True,
     ) -> SystemdNotifier | None:
         """A notifier for ``NOTIFY_SOCKET``, or ``None`` when it is unset or unsupported."""
         env = os.environ if environ is None else environ
@@ -114,14 +149,23 @@ class SystemdNotifier:
                 "NOTIFY_SOCKET=%r is not a unix socket path or @name; not notifying", value
             )
             return None
-        return cls(address, grace=grace, watchdog_interval=watchdog_interval(env))
+        return cls(
+            address,
+            grace=grace,
+            watchdog_interval=watchdog_interval(env),
+            ready_on_enter=ready_on_enter,
+        )
 
     def send(self, *assignments: str) -> bool:
         """Send the assignments as one datagram; False (logged once) if it failed
         or the notifier is closed."""
         if self._closed:
             return False
-        message = "\n".join(assignments).encode("utf-8", "replace")
+        lines = []
+        for assignment in assignments:
+            key, _, value = assignment.partition("=")
+            lines.append(f"{key}={clean_value(value)}")
+        message = "\n".join(lines).encode("utf-8", "replace")
         try:
             if self._sock is None:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -141,6 +185,12 @@ class SystemdNotifier:
             return False
         return True
 
+    def ready(self) -> None:
+        """Send ``READY=1`` once; later calls do nothing."""
+        if not self._ready_sent:
+            self._ready_sent = True
+            self.send("READY=1", "STATUS=running")
+
     def close(self) -> None:
         """Close the socket; later messages are dropped."""
         self._closed = True
@@ -155,7 +205,10 @@ class SystemdNotifier:
         """Send what systemd needs to know about *event*."""
         match event:
             case CoordinatorEntered():
-                self.send("READY=1", "STATUS=running")
+                if self._ready_on_enter:
+                    self.ready()
+                else:
+                    self.send("STATUS=starting; waiting for the service to be ready")
             case ShutdownTriggered(trigger=trigger, wait_time=wait_time):
                 self.send(
                     "STOPPING=1",

@@ -6,6 +6,7 @@ coordinator can read it without importing test helpers.
 
 from __future__ import annotations
 
+import logging
 import os
 import types
 from collections.abc import Mapping
@@ -40,8 +41,11 @@ TESTING_DEFAULTS: Mapping[str, object] = types.MappingProxyType(
         "signals": (),
         "hard_exit": False,
         "progress_interval": 60.0,
+        "systemd_notify": False,
     }
 )
+
+logger = logging.getLogger("gracestop")
 
 _TIMING = frozenset({"drain_delay", "wrap_up_time", "wait_time"})
 _ON_WORDS = frozenset({"1", "true", "yes", "on"})
@@ -56,6 +60,7 @@ class _State:
 
 
 _state = _State()
+_env_warned = False
 
 
 def env_testing(environ: Mapping[str, str] | None = None) -> bool:
@@ -72,8 +77,22 @@ def env_testing(environ: Mapping[str, str] | None = None) -> bool:
 
 def is_testing() -> bool:
     """Whether coordinators built now use the testing settings."""
+    global _env_warned
     state = _state
-    return state.on if state.on is not None else env_testing()
+    if state.on is not None:
+        return state.on
+    on = env_testing()
+    if on and not _env_warned:
+        _env_warned = True
+        # It turns off signal handling and the watchdog: a production process
+        # that inherited the variable by mistake must say so loudly.
+        logger.warning(
+            "testing mode is on (%s is set): coordinators take no signals, arm no "
+            "watchdog and use short timings; unset it outside test runs",
+            ENV_VAR,
+            extra={"gracestop_testing": True},
+        )
+    return on
 
 
 def current_settings() -> Mapping[str, object]:

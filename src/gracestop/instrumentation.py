@@ -29,26 +29,36 @@ satisfied by classes written against the old one). ``match`` on the event type
 reads like a dispatch table, and a type checker knows each event's fields in
 each ``case``.
 
-Which observers a coordinator calls: those given as ``observers=`` to it, which
-*replace* the global ones; otherwise the global ones, set with
-:func:`set_observers` and read when the coordinator is entered. The global
+Which observers a coordinator calls: the global ones, set with
+:func:`set_observers` and read when the coordinator is entered, followed by
+those given as ``observers=`` to it, which are *added* to them. The global
 default is one :class:`LoggingObserver`, which writes the lines described in
-the logging section of the documentation. To keep the log lines and add your
-own observer, pass both: ``observers=[LoggingObserver(), mine]``.
+the logging section of the documentation (hook failures with their tracebacks,
+forced quits, the paths of diagnostics files): they are kept whatever a
+coordinator adds. ``set_observers([])`` is the explicit way to silence them.
 
 Observers are called synchronously on the event loop's thread, in the order
 given, never while the coordinator holds a lock. They must be fast and must not
 block: hand slow work (network calls) to a queue or a task of your own. An
 observer that raises does not break the shutdown: its exception is logged, with
 its traceback, the first time it happens for that observer and event type, and
-is otherwise ignored; the other observers still get the event.
+is otherwise ignored; the other observers still get the event. Only
+``Exception`` is caught: an observer that raises ``KeyboardInterrupt`` or
+``SystemExit`` (or another ``BaseException``) stops the event where it is raised,
+as it would anywhere else in the event loop's thread, so that Ctrl-C and
+``sys.exit()`` keep their meaning; don't raise them from an observer.
+
+There is no event per hold opened or closed: holds are opened per request and
+must stay cheap. :class:`CoordinatorEntered` carries ``open_holds``, a function
+returning how many holds the coordinator has open, to read when needed (the
+Prometheus gauge reads it at scrape time).
 """
 
 from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeAlias, runtime_checkable
 
@@ -62,7 +72,6 @@ __all__ = [
     "DiagnosticsWritten",
     "Event",
     "ForcedQuit",
-    "HoldsChanged",
     "HookEnded",
     "HookStarted",
     "LoggingObserver",
@@ -93,10 +102,18 @@ Stage: TypeAlias = Literal["drain", "wrap_up", "shutdown"]
 
 @dataclass(frozen=True, slots=True)
 class CoordinatorEntered:
-    """The coordinator was entered (``async with``) and listens to ``signals``."""
+    """The coordinator was entered (``async with``) and listens to ``signals``.
+
+    ``coordinator_id`` numbers the coordinator within the process (the same
+    number is in its :class:`ShutdownFinished`); ``open_holds`` returns how many
+    holds it has open right now, callable from any thread until the shutdown has
+    finished.
+    """
 
     event_kind: ClassVar[str] = "entered"
     signals: tuple[signal.Signals, ...]
+    coordinator_id: int = 0
+    open_holds: Callable[[], int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,18 +218,6 @@ class Progress:
 
 
 @dataclass(frozen=True, slots=True)
-class HoldsChanged:
-    """A hold was opened or closed; ``open_holds`` is how many are open when the
-    observer is called (a hold opened in another thread may have closed by then, so
-    the last event always gives the current number)."""
-
-    event_kind: ClassVar[str] = "holds_changed"
-    name: str
-    opened: bool
-    open_holds: int
-
-
-@dataclass(frozen=True, slots=True)
 class ForcedQuit:
     """The quit is forced, by the ``wait_time`` deadline or by a second signal.
 
@@ -238,10 +243,12 @@ class DiagnosticsWritten:
 
 @dataclass(frozen=True, slots=True)
 class ShutdownFinished:
-    """The shutdown is over; ``report`` tells how it went."""
+    """The shutdown is over; ``report`` tells how it went. ``coordinator_id`` is
+    the one of the :class:`CoordinatorEntered` event of the same coordinator."""
 
     event_kind: ClassVar[str] = "finished"
     report: ShutdownReport
+    coordinator_id: int = 0
 
 
 Event: TypeAlias = (
@@ -254,7 +261,6 @@ Event: TypeAlias = (
     | HookStarted
     | HookEnded
     | Progress
-    | HoldsChanged
     | ForcedQuit
     | DiagnosticsWritten
     | ShutdownFinished
@@ -271,7 +277,6 @@ _EVENT_TYPES: tuple[type, ...] = (
     HookStarted,
     HookEnded,
     Progress,
-    HoldsChanged,
     ForcedQuit,
     DiagnosticsWritten,
     ShutdownFinished,
@@ -579,8 +584,6 @@ class LoggingObserver:
                 )
             case ShutdownFinished(report=report):
                 self._finished(event, report)
-            case _:  # pragma: no cover - an event type from a newer version
-                pass
 
     def _signal(self, event: SignalReceived) -> None:
         name = event.signal.name
@@ -686,7 +689,7 @@ class StructlogObserver:
     structlog is imported when the observer is created (``pip install
     gracestop[structlog]``). Event names are the event types' ``event_kind``
     (``"triggered"``, ``"hook_ended"``, ...) prefixed with ``gracestop.``; levels
-    follow :class:`LoggingObserver`. Holds changing are not logged. Example::
+    follow :class:`LoggingObserver`. Example::
 
         from gracestop import instrumentation as gi
 
@@ -765,8 +768,6 @@ class StructlogObserver:
                     summary=report.summary(),
                     never_started=list(_never_started(report)),
                 )
-            case _:  # HoldsChanged: one per request, too chatty for a log
-                pass
 
 
 # ---------------------------------------------------------------------- prometheus
@@ -782,7 +783,9 @@ class PrometheusObserver:
     - ``gracestop_shutdown_duration_seconds``: histogram of shutdown durations;
     - ``gracestop_hook_duration_seconds{phase,status}``: histogram of hook
       durations (hooks that never started are not observed);
-    - ``gracestop_open_holds``: gauge of the holds open right now.
+    - ``gracestop_open_holds``: gauge of the holds open right now, summed over
+      the coordinators that have been entered and have not finished their
+      shutdown (read when the metrics are scraped).
 
     Create one per registry: registering the same names twice in one registry
     is refused by ``prometheus_client``. Tests pass a fresh ``CollectorRegistry``::
@@ -794,7 +797,7 @@ class PrometheusObserver:
         observer = gi.PrometheusObserver(registry=registry)
     """
 
-    __slots__ = ("hook_duration", "open_holds", "shutdown_duration", "shutdowns")
+    __slots__ = ("_live", "hook_duration", "open_holds", "shutdown_duration", "shutdowns")
 
     def __init__(
         self, *, registry: CollectorRegistry | None = None, namespace: str = "gracestop"
@@ -833,6 +836,13 @@ class PrometheusObserver:
             namespace=namespace,
             registry=reg,
         )
+        # Coordinator number -> its open-hold counter, for the coordinators running.
+        self._live: dict[int, Callable[[], int]] = {}
+        self.open_holds.set_function(self._count_open_holds)
+
+    def _count_open_holds(self) -> float:
+        """At scrape time, possibly in the metrics server's thread."""
+        return float(sum(count() for count in tuple(self._live.values())))
 
     def __repr__(self) -> str:
         return "PrometheusObserver()"
@@ -844,9 +854,10 @@ class PrometheusObserver:
                 self.shutdowns.labels(trigger=trigger.kind).inc()
             case HookEnded(phase=phase, status=status, duration=duration) if duration is not None:
                 self.hook_duration.labels(phase=phase.value, status=status.value).observe(duration)
-            case HoldsChanged(open_holds=count):
-                self.open_holds.set(count)
-            case ShutdownFinished(report=report):
+            case CoordinatorEntered(coordinator_id=number, open_holds=count) if count:
+                self._live[number] = count
+            case ShutdownFinished(report=report, coordinator_id=number):
+                self._live.pop(number, None)
                 self.shutdown_duration.observe(report.duration)
             case _:
                 pass

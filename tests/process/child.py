@@ -594,8 +594,11 @@ def diagnostics(backend: str, variant: str) -> None:
 def report_file(backend: str, variant: str) -> None:
     """Settings from the environment (``GRACESTOP_REPORT_FILE``); one hook ends OK,
     one fails. ``variant`` ``blocking``: a wrap-up hook blocks the loop, so the
-    watchdog ends the process and writes the report first."""
-    config = gracestop.ShutdownConfig.from_env()
+    watchdog ends the process and writes the report first. ``plain``: the config
+    is not read from the environment; the coordinator reads the variable itself."""
+    config = (
+        gracestop.ShutdownConfig() if variant == "plain" else gracestop.ShutdownConfig.from_env()
+    )
 
     async def main() -> None:
         async with ShutdownCoordinator(
@@ -613,7 +616,7 @@ def report_file(backend: str, variant: str) -> None:
             async def close_db() -> None:
                 raise ValueError("database is gone")
 
-            out("READY", coord.config.report_file)
+            out("READY", coord.config.report_file or os.environ["GRACESTOP_REPORT_FILE"])
             await anyio.sleep_forever()
         print_report(coord)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pstats
 import re
+import select
 import signal
 import stat
 import subprocess
@@ -111,8 +112,11 @@ def test_dumps_in_a_row_are_all_kept(spawn: Spawn, backend: str, tmp_path: Path)
     second = written(child, "dump")
     assert first != second
     assert first.exists() and second.exists()
-    assert sorted(p.name for p in directory.iterdir()) == sorted([first.name, second.name])
+    marker = f".gracestop-{child.pid}.diagnostics"
+    assert sorted(p.name for p in directory.iterdir()) == sorted([first.name, second.name, marker])
+    assert mode(directory / marker) == 0o600
     stop_cleanly(child)
+    assert not (directory / marker).exists()  # removed when the coordinator exits
 
 
 # ----------------------------------------------------------------- SIGUSR2
@@ -255,11 +259,69 @@ def test_request_diagnostics_default_directory_follows_the_process(
 def test_request_diagnostics_times_out_with_a_clear_error(spawn: Spawn, tmp_path: Path) -> None:
     directory = private_dir(tmp_path)
     elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
     child = start(spawn, "trio", str(directory))
+    # A marker where the service does not write (copied there by hand, say).
+    (elsewhere / f".gracestop-{child.pid}.diagnostics").touch()
     with pytest.raises(TimeoutError, match=rf"pid {child.pid} wrote no dump file in {elsewhere}"):
         request_diagnostics(child.pid, "dump", directory=elsewhere, timeout=0.5)
     written(child, "dump")  # the child did write it, where it was told to
     stop_cleanly(child)
+
+
+def test_request_diagnostics_refuses_a_directory_without_the_marker(
+    spawn: Spawn, tmp_path: Path
+) -> None:
+    directory = private_dir(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    child = start(spawn, "asyncio", str(directory))
+    with pytest.raises(
+        ShutdownError,
+        match=rf"pid {child.pid} has no gracestop diagnostics marker in {elsewhere} "
+        rf"\(no \.gracestop-{child.pid}\.diagnostics\).*not sending SIGUSR1",
+    ):
+        request_diagnostics(child.pid, "dump", directory=elsewhere, timeout=1)
+    stop_cleanly(child)
+    assert "diagnostics written" not in child.err.text()  # no signal was sent
+
+
+def test_request_diagnostics_refuses_a_process_with_its_own_sigusr1_handler(
+    tmp_path: Path,
+) -> None:
+    """A handler for SIGUSR1 (a shell has one) does not make a process a gracestop
+    service: without the marker nothing is sent, and the process lives on."""
+    code = (
+        "import signal, sys\n"
+        "signal.signal(signal.SIGUSR1, lambda *a: print('GOT USR1', flush=True))\n"
+        "print('READY', flush=True)\n"
+        "sys.stdin.readline()\n"
+        "print('BYE', flush=True)\n"
+    )
+    directory = private_dir(tmp_path)
+    with subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as other:
+        assert other.stdout is not None and other.stdin is not None
+        try:
+            ready, _, _ = select.select([other.stdout], [], [], 15)
+            assert ready, "the other process did not start within 15s"
+            assert other.stdout.readline() == "READY\n"
+            for where in (directory, None):
+                with pytest.raises(ShutdownError, match=rf"pid {other.pid} has no gracestop"):
+                    request_diagnostics(other.pid, "dump", directory=where, timeout=1)
+            other.stdin.write("\n")
+            other.stdin.flush()
+            out, _ = other.communicate(timeout=15)
+        finally:
+            if other.poll() is None:
+                other.kill()
+                other.communicate(timeout=15)
+    assert other.returncode == 0
+    assert out == "BYE\n"  # alive to the end, and never signalled
 
 
 def test_request_diagnostics_refuses_a_process_without_a_handler(

@@ -4,6 +4,7 @@ real SIGTERM, and by the watchdog before it ends a stuck process."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 from collections.abc import Callable
@@ -18,13 +19,16 @@ Spawn = Callable[..., Child]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("variant", ["from_env", "plain"])
 def test_sigterm_writes_the_report_named_by_the_environment(
-    spawn: Spawn, backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    spawn: Spawn, backend: str, variant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """With ``ShutdownConfig.from_env()``, and without it: the coordinator reads
+    ``GRACESTOP_REPORT_FILE`` itself when its config has no ``report_file``."""
     target = tmp_path / "reports" / "shutdown.json"
     target.parent.mkdir()
     monkeypatch.setenv("GRACESTOP_REPORT_FILE", str(target))
-    child = spawn("report_file", backend)
+    child = spawn("report_file", backend, variant)
     child.expect(rf"^READY {re.escape(str(target))}$")
     assert not target.exists()
     child.signal(signal.SIGTERM)
@@ -39,7 +43,9 @@ def test_sigterm_writes_the_report_named_by_the_environment(
     assert statuses == {"flush": "ok", "close-db": "failed"}
     assert results_by_name(written)["close-db"]["error"]["message"] == "database is gone"
     assert [p.name for p in target.parent.iterdir()] == ["shutdown.json"]  # no temp file
-    assert target.stat().st_mode & 0o777 == 0o644
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask  # the child's umask is ours
     assert "could not write the shutdown report" not in err
 
 
