@@ -63,11 +63,13 @@ def test_stop_timeout_of_the_defaults() -> None:
     assert stop_timeout(ShutdownConfig()) == 11
 
 
-def test_stop_timeout_counts_drain_delay_wait_time_grace_and_margin() -> None:
+def test_stop_timeout_counts_wait_time_grace_and_margin_but_not_drain_delay_twice() -> None:
+    # wait_time runs from the signal to the force quit: the drain delay is inside it.
     config = ShutdownConfig(drain_delay=5, wrap_up_time=10, wait_time=25, watchdog_grace=0.5)
-    assert stop_timeout(config) == 36  # 30.5 + 5, rounded up
-    assert stop_timeout(config, margin=0) == 31
-    assert stop_timeout(config, margin="4.5s") == 35
+    assert stop_timeout(config) == 31  # 25 + 0.5 + 5, rounded up
+    assert stop_timeout(config, margin=0) == 26
+    assert stop_timeout(config, margin="4.5s") == 30
+    assert stop_timeout(ShutdownConfig(drain_delay=0, wrap_up_time=10, wait_time=25)) == 31
 
 
 def test_stop_timeout_rounds_up_but_not_float_noise() -> None:
@@ -223,7 +225,9 @@ def test_config_prints_the_settings_and_the_platform_timeouts(
     assert re.search(r"^  wait_time +10s$", out, re.M)
     assert re.search(r"^  wrap_up_time +2s$", out, re.M)
     assert "process gone within wait_time + watchdog_grace = 10.5s after SIGTERM" in out
-    assert "= 0 + 10 + 0.5 + 5, rounded up = 16s" in out
+    assert (
+        "stop timeout: wait_time + watchdog_grace + margin = 10 + 0.5 + 5, rounded up = 16s" in out
+    )
     assert "Kubernetes: terminationGracePeriodSeconds: 16" in out
     assert "systemd:    TimeoutStopSec=16" in out
 
@@ -239,7 +243,7 @@ def test_config_json_output(
     assert data["config"]["signals"] == ["SIGTERM"]
     assert data["sources"] == ["defaults", "environment GRACESTOP_*"]
     assert data["hard_bound"] == 12.5
-    assert data["stop_timeout"] == 15  # 0 + 12 + 0.5 + 2, rounded up
+    assert data["stop_timeout"] == 15  # 12 + 0.5 + 2, rounded up
     assert data["kubernetes"] == {"terminationGracePeriodSeconds": 15}
     assert data["systemd"] == {"TimeoutStopSec": 15}
 
@@ -296,7 +300,7 @@ pytestmark_process = pytest.mark.process
                 "--env",
                 "--prefix",
                 "--section",
-                "drain_delay + wait_time + watchdog_grace + margin, rounded up",
+                "wait_time + watchdog_grace + margin, rounded up",
                 "terminationGracePeriodSeconds",
                 "TimeoutStopSec",
             ],
@@ -343,10 +347,10 @@ def test_console_script_is_the_same_command(tmp_path: Path) -> None:
             {"app.toml": '[shutdown]\nwait_time = "20s"\ndrain_delay = "5s"\n'},
             ["--file", "app.toml", "--section", "shutdown"],
             {},
-            31,
+            26,
         ),
         ({"app.json": '{"WaitTime": "2s", "WrapUpTime": 1}'}, ["--file", "app.json"], {}, 8),
-        ({}, ["--env"], {"GRACESTOP_WAIT_TIME": "25s", "GRACESTOP_DRAIN_DELAY": "5s"}, 36),
+        ({}, ["--env"], {"GRACESTOP_WAIT_TIME": "25s", "GRACESTOP_DRAIN_DELAY": "5s"}, 31),
         ({}, ["--env", "--prefix", "APP_"], {"APP_WAIT_TIME": "1m"}, 66),
     ],
 )

@@ -28,12 +28,13 @@ The platform's stop timeout (Kubernetes terminationGracePeriodSeconds, systemd
 TimeoutStopSec, docker stop -t) must outlast gracestop's own deadline, or SIGKILL
 cuts the shutdown short. It is computed as
 
-    drain_delay + wait_time + watchdog_grace + margin, rounded up to whole seconds.
+    wait_time + watchdog_grace + margin, rounded up to whole seconds.
 
-wait_time already counts the drain delay, so the process is gone within
-wait_time + watchdog_grace; adding drain_delay again errs on the safe side
-(a preStop hook, if you keep one, also runs inside the grace period: add it to
---margin).
+wait_time is the deadline from the signal to the force quit and already covers
+drain_delay and both phases, so the process is gone within wait_time +
+watchdog_grace; the margin (default 5s) leaves room for interpreter exit and a
+busy machine. A preStop hook, if you keep one, also runs inside the grace
+period: add it to --margin.
 """
 
 
@@ -44,23 +45,25 @@ class ConfigSourceError(Exception):
 def stop_timeout(config: ShutdownConfig, margin: DurationLike = DEFAULT_MARGIN) -> int:
     """The platform stop timeout *config* needs, in whole seconds.
 
-    ``drain_delay + wait_time + watchdog_grace + margin``, rounded up (*margin* in
-    seconds or a duration string such as ``"4.5s"``). Use it for
-    Kubernetes ``terminationGracePeriodSeconds`` and systemd ``TimeoutStopSec``.
+    ``wait_time + watchdog_grace + margin``, rounded up (*margin* in seconds or a
+    duration string such as ``"4.5s"``). ``wait_time`` runs from the signal to the
+    force quit and already covers ``drain_delay`` and both phases, so it is not
+    counted again. Use it for Kubernetes ``terminationGracePeriodSeconds`` and
+    systemd ``TimeoutStopSec``.
 
     Raises:
         TypeError: *config* is not a ``ShutdownConfig`` or *margin* not a duration.
         ValueError: *margin* is negative or not finite.
 
     >>> stop_timeout(ShutdownConfig(drain_delay=5, wrap_up_time=10, wait_time=25))
-    36
+    31
     """
     if not isinstance(config, ShutdownConfig):
         raise TypeError(f"config must be a ShutdownConfig; got {type(config).__name__} {config!r}")
     seconds = parse_duration(margin, "margin")
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"margin must be a finite duration >= 0; got {margin!r}")
-    total = config.drain_delay + config.wait_time + config.watchdog_grace + seconds
+    total = config.wait_time + config.watchdog_grace + seconds
     # Round away float noise first, so 11.000000000000002 is 11, not 12.
     return math.ceil(round(total, 6))
 
@@ -238,9 +241,9 @@ def _config_command(args: argparse.Namespace) -> int:
     lines += [
         "",
         f"process gone within wait_time + watchdog_grace = {bound:g}s after SIGTERM",
-        f"stop timeout: drain_delay + wait_time + watchdog_grace + margin = "
-        f"{config.drain_delay:g} + {config.wait_time:g} + {config.watchdog_grace:g} "
-        f"+ {margin:g}, rounded up = {timeout}s",
+        f"stop timeout: wait_time + watchdog_grace + margin = "
+        f"{config.wait_time:g} + {config.watchdog_grace:g} + {margin:g}, "
+        f"rounded up = {timeout}s",
         f"  Kubernetes: terminationGracePeriodSeconds: {timeout}",
         f"  systemd:    TimeoutStopSec={timeout}",
     ]
