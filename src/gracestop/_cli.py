@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import math
 import os
+import signal
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
@@ -256,6 +258,8 @@ def _demo_command(args: argparse.Namespace) -> int:
 
     if args.jobs < 2:
         return _fail("demo", f"--jobs must be at least 2; got {args.jobs}")
+    if args.backend == "trio" and importlib.util.find_spec("trio") is None:
+        return _fail("demo", "--backend trio needs trio: pip install 'gracestop[trio]'")
     try:
         timings = {
             name: parse_duration(getattr(args, name), "--" + name.replace("_", "-"))
@@ -290,9 +294,15 @@ def _demo_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         http=not args.no_http,
         clients=args.clients,
+        stop_signal=args.stop_signal,
         **timings,
     )
-    result = run_demo(options)
+    try:
+        result = run_demo(options)
+    except KeyboardInterrupt:
+        # run_demo has killed the service and removed its files on the way out.
+        print("gracestop demo: interrupted", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -328,6 +338,15 @@ def _diagnostics_command(args: argparse.Namespace) -> int:
     if command == "profile":
         print(path.with_suffix(".txt"))
     return 0
+
+
+def _signal_arg(text: str) -> signal.Signals:
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return signal.Signals[name]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no such signal: {text!r}") from None
 
 
 def _fail(command: str, message: str, *, status: int = 2) -> int:
@@ -376,6 +395,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--clients", type=int, default=4, help="HTTP clients (default 4)")
     demo.add_argument("--no-http", action="store_true", help="leave out the HTTP part")
     demo.add_argument("--json", action="store_true", help="print machine-readable numbers")
+    # Not in --help: SIGKILL instead of SIGTERM, to show (and test) what a crash loses.
+    demo.add_argument(
+        "--stop-signal",
+        type=_signal_arg,
+        default=signal.SIGTERM,
+        help=argparse.SUPPRESS,
+    )
     demo.set_defaults(handler=_demo_command)
 
     config = commands.add_parser(

@@ -18,6 +18,7 @@ import os
 import queue
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -50,6 +51,8 @@ class DemoOptions:
     http: bool = True
     clients: int = 4
     request_time: float = 0.1
+    stop_signal: signal.Signals = signal.SIGTERM
+    """The signal sent half-way; SIGKILL shows what a crash costs (hidden option)."""
 
 
 @dataclass
@@ -94,8 +97,8 @@ class JobCounts:
     done: set[int] = field(default_factory=set)
     refused: set[int] = field(default_factory=set)
     unanswered: int = 0
-    persisted: int = 0
-    requeued: int = 0
+    rows_done: int = 0
+    rows_pending: int = 0
     lost: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,8 +109,8 @@ class JobCounts:
             "acknowledged_done": len(self.done),
             "refused": len(self.refused),
             "unanswered": self.unanswered,
-            "persisted": self.persisted,
-            "requeued": self.requeued,
+            "rows_done": self.rows_done,
+            "rows_pending": self.rows_pending,
             "lost": len(self.lost),
             "lost_ids": sorted(self.lost),
         }
@@ -152,6 +155,7 @@ class _Lines:
     def __init__(self, pipe: IO[str]) -> None:
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
+        self.ended = False
         self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
         self._thread.start()
 
@@ -164,7 +168,10 @@ class _Lines:
             self.lines.put(None)
 
     def wait_for(self, prefix: str, timeout: float) -> str | None:
-        """The next line starting with *prefix*, or None at end of pipe or timeout."""
+        """The next line starting with *prefix*, or None at end of pipe or timeout.
+
+        ``ended`` tells the two apart: it is True once the end of the pipe was read.
+        """
         end = time.monotonic() + timeout
         while True:
             left = end - time.monotonic()
@@ -175,6 +182,7 @@ class _Lines:
             except queue.Empty:
                 return None
             if line is None:
+                self.ended = True
                 return None
             if line.startswith(prefix):
                 return line
@@ -336,7 +344,7 @@ def _offer_jobs(
     def send_sigterm() -> None:
         if load is not None:
             load.signalled()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(options.stop_signal)
 
     for job in range(1, options.jobs + 1):
         if not signalled and job > options.jobs // 2:
@@ -386,7 +394,14 @@ def run_demo(options: DemoOptions) -> DemoResult:
         returncode: int | None = None
         try:
             ready = out.wait_for("READY ", _START_TIMEOUT)
-            if ready is None:
+            if ready is None and out.ended:
+                try:
+                    status = proc.wait(_ACK_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    status = None
+                shown = "still running" if status is None else f"status {status}"
+                problems.append(f"the service exited before READY ({shown})")
+            elif ready is None:
                 problems.append(f"the service did not start within {_START_TIMEOUT:g}s")
             else:
                 ports = json.loads(ready[len("READY ") :])
@@ -418,13 +433,21 @@ def run_demo(options: DemoOptions) -> DemoResult:
                 data = json.loads(line[len("REPORT ") :])
                 report, render = data["report"], data["render"]
         counts.unanswered = counts.offered - len(counts.queued) - len(counts.refused)
-        if db.exists() and report is not None:
-            rows = read_jobs(db)
-            counts.persisted = sum(1 for state in rows.values() if state == "done")
-            counts.requeued = sum(1 for state in rows.values() if state == "pending")
-            missing = {job for job in counts.queued if job not in rows}
-            not_done = {job for job in counts.done if rows.get(job) != "done"}
-            counts.lost = sorted(missing | not_done)
+        # Whatever the service said or failed to say: the file alone tells what survived.
+        rows: dict[int, str] = {}
+        if not db.exists():
+            if counts.queued:
+                problems.append("the service left no job database")
+        else:
+            try:
+                rows = read_jobs(db)
+            except sqlite3.Error as exc:
+                problems.append(f"cannot read the job database: {exc}")
+        counts.rows_done = sum(1 for state in rows.values() if state == "done")
+        counts.rows_pending = sum(1 for state in rows.values() if state == "pending")
+        missing = {job for job in counts.queued if job not in rows}
+        not_done = {job for job in counts.done if rows.get(job) != "done"}
+        counts.lost = sorted(missing | not_done)
     if returncode is not None and returncode != 0:
         problems.append(f"the service exited with status {returncode}")
     if report is None:
@@ -460,8 +483,8 @@ def format_result(result: DemoResult) -> str:
         f"jobs: offered {jobs.offered}, queued {len(jobs.queued)}, "
         f"refused {len(jobs.refused)} (after wrap-up began), "
         f"unanswered {jobs.unanswered} (service gone)",
-        f"      done and acknowledged {len(jobs.done)}, rows 'done' {jobs.persisted}, "
-        f"flushed as 'pending' {jobs.requeued}",
+        f"      done and acknowledged {len(jobs.done)}, rows 'done' {jobs.rows_done}, "
+        f"flushed as 'pending' {jobs.rows_pending}",
         f"      lost {len(jobs.lost)}"
         + (f" ({', '.join(map(str, jobs.lost[:10]))})" if jobs.lost else ""),
     ]
