@@ -177,12 +177,39 @@ def test_file_values_of_every_kind_survive_the_merge_with_the_environment(
         ("bad.yaml", "a: [1, 2", None, "cannot parse {path}: while parsing"),
         ("app.yaml", GO_ZERO_YAML, "Shutdown.Grace", "no section 'Shutdown.Grace' in {path}"),
         ("app.yaml", GO_ZERO_YAML, "Http", "no key 'Http' at the top level (keys: Name,"),
-        ("app.yaml", GO_ZERO_YAML, "Port", "the section 'Port' of {path} must be a mapping"),
         (
-            "list.json",
-            "[1]",
+            "app.yaml",
+            GO_ZERO_YAML,
+            "Port",
+            "the section 'Port' of {path} is a number, not a mapping",
+        ),
+        ("list.json", "[1]", None, "the top level of {path} is a list, not a mapping of settings"),
+        (
+            "list.yaml",
+            "- 1\n",
             None,
-            "top level of {path} must be a mapping of settings; got list",
+            "the top level of {path} is a list, not a mapping of settings",
+        ),
+        ("app.yaml", GO_ZERO_YAML, "", "section must be a dotted key such as Shutdown"),
+        (
+            "app.yaml",
+            GO_ZERO_YAML,
+            "Shutdown.",
+            "such as Shutdown or app.shutdown; got 'Shutdown.'",
+        ),
+        (
+            "app.yaml",
+            GO_ZERO_YAML,
+            None,
+            "unknown key 'Name' at the top level of {path}; the settings look nested: "
+            "use --section Shutdown",
+        ),
+        (
+            "wrapped.json",
+            '{"Shutdown": {"WaitTime": "2s"}}',
+            None,
+            "unknown key 'Shutdown' at the top level of {path}; the settings look nested: "
+            "use --section Shutdown",
         ),
     ],
 )
@@ -675,6 +702,20 @@ def test_yaml_without_pyyaml_says_what_to_install(
         match=re.escape(f"reading {path} needs PyYAML: pip install 'gracestop[yaml]'"),
     ):
         load_config(file=path, section="Shutdown")
+
+
+def test_toml_without_a_toml_parser_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path / "app.toml", "wait_time = 3\n")
+    # What Python 3.10 without tomli sees (tomllib is in the standard library from 3.11).
+    monkeypatch.setitem(sys.modules, "tomllib", None)
+    monkeypatch.setitem(sys.modules, "tomli", None)
+    with pytest.raises(
+        ConfigSourceError,
+        match=re.escape(f"reading {path} needs tomli on Python < 3.11: pip install tomli"),
+    ):
+        load_config(file=path)
 
 
 def test_unreadable_file(tmp_path: Path) -> None:

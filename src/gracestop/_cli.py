@@ -18,7 +18,7 @@ import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ._config import FIELD_NAMES, DurationLike, ShutdownConfig, parse_duration
+from ._config import _MAPPING_KEYS, FIELD_NAMES, DurationLike, ShutdownConfig, parse_duration
 
 __all__ = ["ConfigSourceError", "load_config", "main", "stop_timeout"]
 
@@ -87,7 +87,14 @@ def _read_file(path: Path) -> object:
             return json.loads(data)
         if suffix == ".toml":
             # tomllib from 3.11, its backport tomli before.
-            toml = importlib.import_module("tomllib" if sys.version_info >= (3, 11) else "tomli")
+            try:
+                toml = importlib.import_module(
+                    "tomllib" if sys.version_info >= (3, 11) else "tomli"
+                )
+            except ImportError:
+                raise ConfigSourceError(
+                    f"reading {path} needs tomli on Python < 3.11: pip install tomli"
+                ) from None
             return toml.loads(data.decode())
         try:
             import yaml
@@ -102,7 +109,14 @@ def _read_file(path: Path) -> object:
         raise ConfigSourceError(f"cannot parse {path}: {exc}") from None
 
 
+_KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
 def _section(data: object, path: Path, section: str | None) -> Mapping[str, object]:
+    if section is not None and not all(section.split(".")):
+        raise ConfigSourceError(
+            f"section must be a dotted key such as Shutdown or app.shutdown; got {section!r}"
+        )
     if section:
         walked: list[str] = []
         for key in section.split("."):
@@ -119,9 +133,17 @@ def _section(data: object, path: Path, section: str | None) -> Mapping[str, obje
         data = {}
     if not isinstance(data, Mapping):
         what = f"section {section!r}" if section else "top level"
-        raise ConfigSourceError(
-            f"the {what} of {path} must be a mapping of settings; got {type(data).__name__}"
-        )
+        kind = _KINDS.get(type(data), f"a {type(data).__name__}")
+        raise ConfigSourceError(f"the {what} of {path} is {kind}, not a mapping of settings")
+    if not section:
+        # A whole file whose settings sit under a key (go-zero's Shutdown:): say where.
+        unknown = [key for key in data if key not in _MAPPING_KEYS]
+        nested = [key for key in unknown if isinstance(data[key], Mapping)]
+        if nested:
+            raise ConfigSourceError(
+                f"unknown key {unknown[0]!r} at the top level of {path}; the settings "
+                f"look nested: use --section {nested[0]}"
+            )
     return data
 
 
@@ -203,7 +225,7 @@ def _show_setting(name: str, value: object) -> str:
 
 
 def _config_command(args: argparse.Namespace) -> int:
-    if args.section and args.file is None:
+    if args.section is not None and args.file is None:
         return _fail("config", "--section needs --file")
     try:
         margin = parse_duration(args.margin, "--margin")
