@@ -507,29 +507,48 @@ def test_demo_without_the_serving_extra_runs_the_worker_part_and_says_so() -> No
 
 
 @pytestmark_process
-def test_demo_tells_the_story() -> None:
-    proc = gracestop_cmd("demo", "--drain-delay", "1s")
-    out = proc.stdout
-    assert proc.returncode == 0, out + proc.stderr
-    assert "a job worker and an HTTP endpoint (uvicorn) on asyncio" in out
+def test_demo_with_the_defaults_tells_the_story_in_one_screen(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    status = main(["demo"])
+    captured = capsys.readouterr()
+    out = captured.out
+    assert status == 0, out + captured.err
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 80, out
+    assert len(lines) <= 36, out
+    assert lines[0] == "gracestop demo: a job worker and an HTTP endpoint (uvicorn) on asyncio"
+    # Said once, by the timeline, not again by the log line before it.
+    assert len(re.findall(r"shutdown ok in \d", out)) == 1, out
     assert "received SIGTERM, shutting down" in out
     assert re.search(r"flush-queue: \d+ queued jobs saved as pending", out)
     assert out.index("flush-queue: ") < out.index("close-db: database closed")
     assert "stage / hook" in out  # the rendered timeline
     assert re.search(r"^      lost 0$", out, re.M)
     assert re.search(r"served \d+, failed 0, refused \d+; after SIGTERM", out)
+    assert re.search(
+        r"^http: 4 clients on uvicorn stop once /readyz fails: [0-9.]+s after", out, re.M
+    )
     assert out.rstrip().endswith(
         "ok: no job lost, no request failed, shutdown ok, service exit status 0"
     )
 
 
 @pytestmark_process
-def test_demo_no_http() -> None:
-    proc = gracestop_cmd("demo", "--no-http", "--backend", "trio")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "  HTTP part skipped: --no-http was given\n" in proc.stdout
-    assert "http (" not in proc.stdout
-    assert proc.stdout.rstrip().endswith("ok: no job lost, shutdown ok, service exit status 0")
+def test_demo_no_http_on_a_wide_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["demo", "--no-http", "--backend", "trio"]) == 0
+    out = capsys.readouterr().out
+    assert "  HTTP part skipped: --no-http was given\n" in out
+    assert "http:" not in out
+    assert out.rstrip().endswith("ok: no job lost, shutdown ok, service exit status 0")
+    # The timeline follows the terminal, up to 100 columns.
+    timeline = [line for line in out.splitlines() if line.startswith("  stage / hook")]
+    assert [len(line) for line in timeline] == [100], out
+    assert max(map(len, out.splitlines())) <= 100, out
 
 
 @pytestmark_process

@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import sqlite3
@@ -30,6 +31,9 @@ from typing import IO, Any
 
 from ._demo_http import SERVERS, http_unavailable
 from ._demo_service import read_jobs
+
+# The rendered timeline follows the terminal, within reason.
+_MAX_COLUMNS = 100
 
 # Generous: the machine may be busy, and a slow start is not the thing shown here.
 _START_TIMEOUT = 30.0
@@ -379,6 +383,8 @@ def run_demo(options: DemoOptions) -> DemoResult:
     render = ""
     env = dict(os.environ)
     env.pop("PYTHONWARNINGS", None)
+    # The child writes to a pipe, so it cannot see the terminal: tell it the width.
+    env["COLUMNS"] = str(min(shutil.get_terminal_size().columns, _MAX_COLUMNS))
     with tempfile.TemporaryDirectory(prefix="gracestop-demo-") as tmp:
         db = Path(tmp) / "jobs.sqlite3"
         proc = subprocess.Popen(
@@ -466,23 +472,27 @@ def run_demo(options: DemoOptions) -> DemoResult:
 def format_result(result: DemoResult) -> str:
     """The human-readable story of a demo run."""
     o, jobs = result.options, result.jobs
+    signal_name = o.stop_signal.name
+    # The timeline ends with the summary the service also logged: show it once.
+    summary = result.render.splitlines()[-1] if result.render else None
+    log = [line for line in result.log if summary is None or not line.endswith(summary)]
     lines = [
         "gracestop demo: a job worker"
         + (f" and an HTTP endpoint ({SERVERS[o.backend]})" if result.http is not None else "")
-        + f" on {o.backend}; {o.jobs} jobs offered every "
-        f"{o.interval * 1000:g}ms, SIGTERM after {o.jobs // 2}",
+        + f" on {o.backend}",
+        f"  {o.jobs} jobs, one every {o.interval * 1000:g}ms, ~{o.job_time:g}s each "
+        f"(seed {o.seed}); {signal_name} after {o.jobs // 2}",
         f"  drain_delay {o.drain_delay:g}s, wrap_up_time {o.wrap_up_time:g}s, "
-        f"wait_time {o.wait_time:g}s, ~{o.job_time:g}s per job, seed {o.seed}",
+        f"wait_time {o.wait_time:g}s",
         *(f"  {line}" for line in result.skipped),
         "",
         "service log:",
-        *(f"  {line}" for line in result.log),
+        *(f"  {line}" for line in log),
         "",
         result.render or "(no shutdown report)",
         "",
         f"jobs: offered {jobs.offered}, queued {len(jobs.queued)}, "
-        f"refused {len(jobs.refused)} (after wrap-up began), "
-        f"unanswered {jobs.unanswered} (service gone)",
+        f"refused {len(jobs.refused)} (after wrap-up began), unanswered {jobs.unanswered}",
         f"      done and acknowledged {len(jobs.done)}, rows 'done' {jobs.rows_done}, "
         f"flushed as 'pending' {jobs.rows_pending}",
         f"      lost {len(jobs.lost)}"
@@ -490,12 +500,15 @@ def format_result(result: DemoResult) -> str:
     ]
     if result.http is not None:
         h = result.http
-        off = "never seen" if h.readiness_off_after is None else f"{h.readiness_off_after:g}s"
+        off = (
+            "not seen"
+            if h.readiness_off_after is None
+            else f"{h.readiness_off_after:g}s after {signal_name}"
+        )
         lines += [
-            f"http ({h.server}, {o.clients} clients, a client stops sending once /readyz "
-            f"fails, as a load balancer would): readiness off after SIGTERM: {off}",
+            f"http: {o.clients} clients on {h.server} stop once /readyz fails: {off}",
             f"      sent {h.sent}, served {h.served}, failed {h.failed}, refused {h.refused}; "
-            f"after SIGTERM: sent {h.sent_after_signal}, served {h.served_after_signal}",
+            f"after {signal_name}: sent {h.sent_after_signal}, served {h.served_after_signal}",
         ]
     lines.append("")
     if result.ok:
