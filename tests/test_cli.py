@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -301,10 +302,10 @@ def test_bad_arguments_exit_2_with_one_line(
 
 
 def test_dump_of_a_process_that_does_not_exist(capsys: pytest.CaptureFixture[str]) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait(30)  # reaped: the pid names no process now
-    assert main(["dump", str(proc.pid)]) == 1
-    assert capsys.readouterr().err == f"gracestop dump: error: no process with pid {proc.pid}\n"
+    # Above the kernel's largest pid: no process can have it, now or later.
+    pid = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    assert main(["dump", str(pid)]) == 1
+    assert capsys.readouterr().err == f"gracestop dump: error: no process with pid {pid}\n"
 
 
 # ---------------------------------------------------------------------------
@@ -314,16 +315,43 @@ def test_dump_of_a_process_that_does_not_exist(capsys: pytest.CaptureFixture[str
 pytestmark_process = pytest.mark.process
 
 
-@pytestmark_process
 @pytest.mark.parametrize(
     ("command", "phrases"),
     [
-        (None, ["usage: gracestop", "demo", "config", "dump", "profile", "--version"]),
-        ("demo", ["usage: gracestop demo", "--backend {asyncio,trio}", "--jobs", "--json"]),
+        (
+            None,
+            [
+                "usage: gracestop",
+                "demo",
+                "config",
+                "dump",
+                "profile",
+                "--version",
+                "graceful shutdown",
+                "examples:\n  gracestop demo ",
+                "gracestop config --file app.yaml --section Shutdown",
+            ],
+        ),
+        (
+            "demo",
+            [
+                "usage: gracestop demo",
+                "--backend {asyncio,trio}",
+                "the service's event loop (default asyncio",
+                "--jobs N",
+                "--drain-delay D",
+                "(default 300ms)",
+                "--json",
+            ],
+        ),
         (
             "config",
             [
                 "usage: gracestop config",
+                "--file FILE",
+                "--section KEY",
+                "--margin D",
+                "(default GRACESTOP_)",
                 "--env",
                 "--prefix",
                 "--section",
@@ -332,15 +360,25 @@ pytestmark_process = pytest.mark.process
                 "TimeoutStopSec",
             ],
         ),
-        ("dump", ["usage: gracestop dump", "PID", "--dir", "--timeout", "SIGUSR1"]),
-        ("profile", ["usage: gracestop profile", "--duration", "SIGUSR2"]),
+        ("dump", ["usage: gracestop dump", "PID", "--dir DIR", "--timeout D", "SIGUSR1"]),
+        ("profile", ["usage: gracestop profile", "--duration D", "SIGUSR2"]),
     ],
 )
-def test_help(command: str | None, phrases: list[str]) -> None:
-    proc = gracestop_cmd(*([command] if command else []), "--help")
-    assert proc.returncode == 0, proc.stderr
+def test_help(
+    command: str | None,
+    phrases: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*([command] if command else []), "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
     for phrase in phrases:
-        assert phrase in proc.stdout
+        assert phrase in out
+    # The hidden option stays hidden.
+    assert "--stop-signal" not in out
 
 
 @pytestmark_process
@@ -365,7 +403,41 @@ def test_console_script_is_the_same_command(tmp_path: Path) -> None:
         assert console.stdout == module.stdout.replace("python -m gracestop", "gracestop")
 
 
+def run_main(
+    argv: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    cwd: Path,
+    env: dict[str, str],
+) -> tuple[int, str, str]:
+    """``main(argv)`` in *cwd* with exactly the ``GRACESTOP_*`` variables of *env*."""
+    for name in os.environ:
+        if name.startswith("GRACESTOP_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(cwd)
+    status = main(argv)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
 @pytestmark_process
+def test_config_in_a_fresh_interpreter(tmp_path: Path) -> None:
+    (tmp_path / "app.yaml").write_text(GO_ZERO_YAML)
+    proc = gracestop_cmd("config", "--file", "app.yaml", "--section", "Shutdown", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert "systemd:    TimeoutStopSec=16\n" in proc.stdout
+    proc = gracestop_cmd("config", "--env", env={"GRACESTOP_DRAIN_DELAY": "soon"}, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        "gracestop config: error: GRACESTOP_DRAIN_DELAY: drain_delay must be a duration such "
+        "as '500ms', '5.5s', '1m30s' or '2' (seconds); got 'soon'\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("files", "args", "env", "expected"),
     [
@@ -382,21 +454,27 @@ def test_console_script_is_the_same_command(tmp_path: Path) -> None:
     ],
 )
 def test_config_on_good_input(
-    tmp_path: Path, files: dict[str, str], args: list[str], env: dict[str, str], expected: int
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    files: dict[str, str],
+    args: list[str],
+    env: dict[str, str],
+    expected: int,
 ) -> None:
     for name, text in files.items():
         (tmp_path / name).write_text(text)
-    proc = gracestop_cmd("config", *args, "--json", env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
-    data = json.loads(proc.stdout)
+    status, out, err = run_main(["config", *args, "--json"], monkeypatch, capsys, tmp_path, env)
+    assert status == 0, err
+    assert err == ""
+    data = json.loads(out)
     assert data["stop_timeout"] == expected
     assert data["kubernetes"]["terminationGracePeriodSeconds"] == expected
-    text = gracestop_cmd("config", *args, env=env, cwd=tmp_path)
-    assert f"TimeoutStopSec={expected}\n" in text.stdout
+    status, out, err = run_main(["config", *args], monkeypatch, capsys, tmp_path, env)
+    assert f"TimeoutStopSec={expected}\n" in out
 
 
-@pytestmark_process
 @pytest.mark.parametrize(
     ("files", "args", "env", "message"),
     [
@@ -428,19 +506,45 @@ def test_config_on_good_input(
             "unknown environment variable 'GRACESTOP_WAIT_TIMEOUT'",
         ),
         ({}, ["--env"], {"GRACESTOP_DRAIN_DELAY": "-1s"}, "GRACESTOP_DRAIN_DELAY"),
+        (
+            {"app.yaml": GO_ZERO_YAML},
+            ["--file", "app.yaml", "--section", ""],
+            {},
+            "section must be a dotted key such as Shutdown or app.shutdown; got ''",
+        ),
+        ({}, ["--section", ""], {}, "--section needs --file"),
+        (
+            {"app.yaml": "- WaitTime: 10s\n"},
+            ["--file", "app.yaml"],
+            {},
+            "the top level of app.yaml is a list, not a mapping of settings",
+        ),
+        (
+            {"app.yaml": GO_ZERO_YAML},
+            ["--file", "app.yaml"],
+            {},
+            "the settings look nested: use --section Shutdown",
+        ),
     ],
 )
 def test_config_on_bad_input_exits_2_with_one_line(
-    tmp_path: Path, files: dict[str, str], args: list[str], env: dict[str, str], message: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    files: dict[str, str],
+    args: list[str],
+    env: dict[str, str],
+    message: str,
 ) -> None:
     for name, text in files.items():
         (tmp_path / name).write_text(text)
-    proc = gracestop_cmd("config", *args, env=env, cwd=tmp_path)
-    assert proc.returncode == 2, proc.stdout
-    assert proc.stdout == ""
-    assert proc.stderr.startswith("gracestop config: error: ")
-    assert proc.stderr.count("\n") == 1, proc.stderr
-    assert message in proc.stderr
+    status, out, err = run_main(["config", *args], monkeypatch, capsys, tmp_path, env)
+    assert status == 2, out
+    assert out == ""
+    assert err.startswith("gracestop config: error: ")
+    assert err.count("\n") == 1, err
+    assert message in err
 
 
 @pytestmark_process
@@ -478,6 +582,8 @@ def test_demo_loses_nothing(backend: str) -> None:
     assert http["served"] >= 1
     assert http["served"] + http["refused"] == http["sent"]
     assert http["readiness_off_after"] is not None
+    # The server logs at WARNING: its startup lines would only repeat the port.
+    assert not [line for line in data["service_log"] if "Running on" in line]
 
 
 @pytestmark_process
@@ -791,4 +897,38 @@ def test_demo_on_trio_without_trio_says_what_to_install(
     assert main(["demo", "--backend", "trio"]) == 2
     assert capsys.readouterr().err == (
         "gracestop demo: error: --backend trio needs trio: pip install 'gracestop[trio]'\n"
+    )
+
+
+@pytestmark_process
+def test_demo_interrupted_with_ctrl_c_exits_130_and_stops_the_service() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRACESTOP_")}
+    env.pop("PYTHONWARNINGS", None)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "gracestop", "demo", "--no-http", "--job-time", "5s"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    children = Path(f"/proc/{demo.pid}/task/{demo.pid}/children")
+    service: list[int] = []
+    end = time.monotonic() + 30
+    # Wait (bounded) until the demo has started its service, then interrupt it.
+    while not service and demo.poll() is None and time.monotonic() < end:
+        service = [int(pid) for pid in children.read_text().split()]
+        if not service:
+            threading.Event().wait(0.05)
+    try:
+        assert service, "the demo started no service within 30s"
+        demo.send_signal(signal.SIGINT)
+        out, err = demo.communicate(timeout=30)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.communicate(timeout=10)
+    assert demo.returncode == 130, out + err
+    assert err == "gracestop demo: interrupted\n"
+    assert not Path(f"/proc/{service[0]}").exists() or (
+        Path(f"/proc/{service[0]}/stat").read_text().split()[2] == "Z"
     )

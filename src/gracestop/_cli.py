@@ -40,6 +40,17 @@ period: add it to --margin.
 """
 
 
+_EXAMPLES = """\
+examples:
+  gracestop demo                                  SIGTERM a demo service under load
+  gracestop demo --backend trio --wrap-up-time 0.5s
+  gracestop config --file app.yaml --section Shutdown
+  GRACESTOP_WAIT_TIME=30s gracestop config --env --json
+  gracestop dump 4242                             where is the service stuck?
+  gracestop profile 4242 --duration 10s
+"""
+
+
 class ConfigSourceError(Exception):
     """A configuration source that cannot be read: missing file, bad syntax, no section."""
 
@@ -381,7 +392,15 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gracestop`` command."""
     parser = argparse.ArgumentParser(
         prog="gracestop",
-        description="Graceful shutdown for asyncio and trio services: tools.",
+        description=textwrap.fill(
+            "gracestop gives asyncio and trio services a graceful shutdown: on SIGTERM, "
+            "wrap-up hooks, then shutdown hooks, within a force-quit deadline. This "
+            "command shows it at work on a demo service, checks a configuration and "
+            "sizes the platform's stop timeout for it, and asks a running service for "
+            "a task dump or a profile."
+        ),
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from . import __version__
 
@@ -400,21 +419,37 @@ def build_parser() -> argparse.ArgumentParser:
             "would), send it SIGTERM half-way, and print the shutdown timeline and the "
             "numbers. A job is lost when the service acknowledged it and the SQLite "
             "file, read after the service exited, does not hold it. Exit status 0 when "
-            "no job was lost, no HTTP request failed and the shutdown was ok; 1 otherwise."
+            "no job was lost, no HTTP request failed and the shutdown was ok; 1 otherwise; "
+            "130 when interrupted (Ctrl-C)."
         ),
     )
-    demo.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
-    demo.add_argument("--jobs", type=int, default=40, help="jobs to offer (default 40)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the job durations")
-    demo.add_argument("--interval", default="20ms", help="between two offers (default 20ms)")
-    demo.add_argument("--job-time", default="200ms", help="mean time per job (default 200ms)")
-    demo.add_argument("--drain-delay", default="300ms", help="service drain_delay")
-    demo.add_argument("--wrap-up-time", default="3s", help="service wrap_up_time")
-    demo.add_argument("--wait-time", default="5s", help="service wait_time")
     demo.add_argument(
-        "--request-time", default="100ms", help="time per HTTP request (default 100ms)"
+        "--backend",
+        choices=["asyncio", "trio"],
+        default="asyncio",
+        help="the service's event loop (default asyncio; trio needs gracestop[trio])",
     )
-    demo.add_argument("--clients", type=int, default=4, help="HTTP clients (default 4)")
+    demo.add_argument(
+        "--jobs", type=int, default=40, metavar="N", help="jobs to offer (default 40)"
+    )
+    demo.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seed of the job durations (default 0)"
+    )
+    duration_options = [
+        ("--interval", "20ms", "between two offers"),
+        ("--job-time", "200ms", "mean time per job"),
+        ("--drain-delay", "300ms", "the service's drain_delay"),
+        ("--wrap-up-time", "3s", "the service's wrap_up_time"),
+        ("--wait-time", "5s", "the service's wait_time"),
+        ("--request-time", "100ms", "time per HTTP request"),
+    ]
+    for option, default, meaning in duration_options:
+        demo.add_argument(
+            option, default=default, metavar="D", help=f"{meaning} (default {default})"
+        )
+    demo.add_argument(
+        "--clients", type=int, default=4, metavar="N", help="HTTP clients (default 4)"
+    )
     demo.add_argument("--no-http", action="store_true", help="leave out the HTTP part")
     demo.add_argument("--json", action="store_true", help="print machine-readable numbers")
     # Not in --help: SIGKILL instead of SIGTERM, to show (and test) what a crash loses.
@@ -439,12 +474,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     config.add_argument("--env", action="store_true", help="read the environment (wins)")
-    config.add_argument("--prefix", default="GRACESTOP_", help="variable prefix")
-    config.add_argument("--file", type=Path, help="a .yaml, .yml, .toml or .json file")
     config.add_argument(
-        "--section", help="dotted key of the settings in the file, e.g. Shutdown or app.shutdown"
+        "--prefix", default="GRACESTOP_", help="variable prefix (default GRACESTOP_)"
     )
-    config.add_argument("--margin", default="5s", help="added to the stop timeout (default 5s)")
+    config.add_argument(
+        "--file", type=Path, metavar="FILE", help="a .yaml, .yml, .toml or .json file"
+    )
+    config.add_argument(
+        "--section",
+        metavar="KEY",
+        help="dotted key of the settings in the file, e.g. Shutdown or app.shutdown",
+    )
+    config.add_argument(
+        "--margin", default="5s", metavar="D", help="added to the stop timeout (default 5s)"
+    )
     config.add_argument("--json", action="store_true", help="print JSON")
     config.set_defaults(handler=_config_command)
 
@@ -480,12 +523,18 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("pid", type=int, metavar="PID")
         sub.add_argument(
-            "--dir", type=Path, help="the service's diagnostics_dir, if not the default"
+            "--dir",
+            type=Path,
+            metavar="DIR",
+            help="the service's diagnostics_dir, if not the default",
         )
-        sub.add_argument("--timeout", default="10s", help="wait for the file (default 10s)")
+        sub.add_argument(
+            "--timeout", default="10s", metavar="D", help="wait for the file (default 10s)"
+        )
         if name == "profile":
             sub.add_argument(
                 "--duration",
+                metavar="D",
                 help="end the profile after this long (default: the service's profile_duration)",
             )
         sub.set_defaults(handler=_diagnostics_command)

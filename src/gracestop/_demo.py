@@ -148,6 +148,7 @@ class DemoResult:
             "http": None if self.http is None else self.http.to_dict(),
             "service_exit_code": self.returncode,
             "shutdown": self.report,
+            "service_log": self.log,
             "skipped": self.skipped,
             "problems": self.problems,
         }
@@ -415,6 +416,9 @@ def run_demo(options: DemoOptions) -> DemoResult:
                     load = _HttpLoad(int(ports["http_port"]), http_counts, options.clients)
                 address = ("127.0.0.1", int(ports["port"]))
                 with socket.create_connection(address, timeout=_ACK_TIMEOUT) as sock:
+                    # Connected: from now on the service may be quiet for as long as a
+                    # job takes, and a timeout would end the reading of acknowledgements.
+                    sock.settimeout(None)
                     acks = _Acks(sock, counts)
                     _offer_jobs(sock, acks, proc, options, load)
                     deadline = options.wait_time + _ACK_TIMEOUT
