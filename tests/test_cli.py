@@ -932,3 +932,33 @@ def test_demo_interrupted_with_ctrl_c_exits_130_and_stops_the_service() -> None:
     assert not Path(f"/proc/{service[0]}").exists() or (
         Path(f"/proc/{service[0]}/stat").read_text().split()[2] == "Z"
     )
+
+
+def test_count_losses_reads_the_file_whatever_happened(tmp_path: Path) -> None:
+    from gracestop._demo import JobCounts, count_losses
+    from gracestop._demo_service import JobStore
+
+    def acknowledged() -> JobCounts:
+        return JobCounts(offered=4, queued={1, 2, 3, 4}, done={1, 2})
+
+    db = tmp_path / "jobs.sqlite3"
+    store = JobStore(db)
+    store.save([1, 2], "done")
+    store.save([3], "pending")
+    store.close()
+    counts = acknowledged()
+    assert count_losses(db, counts) == []
+    assert (counts.rows_done, counts.rows_pending, counts.lost) == (2, 1, [4])
+
+    counts = acknowledged()
+    assert count_losses(tmp_path / "nowhere.sqlite3", counts) == [
+        "the service left no job database"
+    ]
+    assert counts.lost == [1, 2, 3, 4]
+
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_bytes(b"not a database, " * 100)
+    counts = acknowledged()
+    [problem] = count_losses(garbage, counts)
+    assert problem.startswith("cannot read the job database: ")
+    assert counts.lost == [1, 2, 3, 4]

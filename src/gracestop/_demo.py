@@ -369,6 +369,30 @@ def _offer_jobs(
         send_sigterm()
 
 
+def count_losses(db: Path, counts: JobCounts) -> list[str]:
+    """Check the SQLite file *db* against the acknowledgements in *counts*; the problems.
+
+    Whatever the service said or failed to say, the file alone tells what survived:
+    a file that is missing or cannot be read loses every acknowledged job.
+    """
+    problems: list[str] = []
+    rows: dict[int, str] = {}
+    if not db.exists():
+        if counts.queued:
+            problems.append("the service left no job database")
+    else:
+        try:
+            rows = read_jobs(db)
+        except sqlite3.Error as exc:
+            problems.append(f"cannot read the job database: {exc}")
+    counts.rows_done = sum(1 for state in rows.values() if state == "done")
+    counts.rows_pending = sum(1 for state in rows.values() if state == "pending")
+    missing = {job for job in counts.queued if job not in rows}
+    not_done = {job for job in counts.done if rows.get(job) != "done"}
+    counts.lost = sorted(missing | not_done)
+    return problems
+
+
 def run_demo(options: DemoOptions) -> DemoResult:
     """Run the whole demo and return what happened; never raises for a failed run."""
     skipped: list[str] = []
@@ -443,21 +467,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
                 data = json.loads(line[len("REPORT ") :])
                 report, render = data["report"], data["render"]
         counts.unanswered = counts.offered - len(counts.queued) - len(counts.refused)
-        # Whatever the service said or failed to say: the file alone tells what survived.
-        rows: dict[int, str] = {}
-        if not db.exists():
-            if counts.queued:
-                problems.append("the service left no job database")
-        else:
-            try:
-                rows = read_jobs(db)
-            except sqlite3.Error as exc:
-                problems.append(f"cannot read the job database: {exc}")
-        counts.rows_done = sum(1 for state in rows.values() if state == "done")
-        counts.rows_pending = sum(1 for state in rows.values() if state == "pending")
-        missing = {job for job in counts.queued if job not in rows}
-        not_done = {job for job in counts.done if rows.get(job) != "done"}
-        counts.lost = sorted(missing | not_done)
+        problems += count_losses(db, counts)
     if returncode is not None and returncode != 0:
         problems.append(f"the service exited with status {returncode}")
     if report is None:
