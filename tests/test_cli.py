@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -63,11 +64,13 @@ def test_stop_timeout_of_the_defaults() -> None:
     assert stop_timeout(ShutdownConfig()) == 11
 
 
-def test_stop_timeout_counts_drain_delay_wait_time_grace_and_margin() -> None:
+def test_stop_timeout_counts_wait_time_grace_and_margin_but_not_drain_delay_twice() -> None:
+    # wait_time runs from the signal to the force quit: the drain delay is inside it.
     config = ShutdownConfig(drain_delay=5, wrap_up_time=10, wait_time=25, watchdog_grace=0.5)
-    assert stop_timeout(config) == 36  # 30.5 + 5, rounded up
-    assert stop_timeout(config, margin=0) == 31
-    assert stop_timeout(config, margin="4.5s") == 35
+    assert stop_timeout(config) == 31  # 25 + 0.5 + 5, rounded up
+    assert stop_timeout(config, margin=0) == 26
+    assert stop_timeout(config, margin="4.5s") == 30
+    assert stop_timeout(ShutdownConfig(drain_delay=0, wrap_up_time=10, wait_time=25)) == 31
 
 
 def test_stop_timeout_rounds_up_but_not_float_noise() -> None:
@@ -175,12 +178,39 @@ def test_file_values_of_every_kind_survive_the_merge_with_the_environment(
         ("bad.yaml", "a: [1, 2", None, "cannot parse {path}: while parsing"),
         ("app.yaml", GO_ZERO_YAML, "Shutdown.Grace", "no section 'Shutdown.Grace' in {path}"),
         ("app.yaml", GO_ZERO_YAML, "Http", "no key 'Http' at the top level (keys: Name,"),
-        ("app.yaml", GO_ZERO_YAML, "Port", "the section 'Port' of {path} must be a mapping"),
         (
-            "list.json",
-            "[1]",
+            "app.yaml",
+            GO_ZERO_YAML,
+            "Port",
+            "the section 'Port' of {path} is a number, not a mapping",
+        ),
+        ("list.json", "[1]", None, "the top level of {path} is a list, not a mapping of settings"),
+        (
+            "list.yaml",
+            "- 1\n",
             None,
-            "top level of {path} must be a mapping of settings; got list",
+            "the top level of {path} is a list, not a mapping of settings",
+        ),
+        ("app.yaml", GO_ZERO_YAML, "", "section must be a dotted key such as Shutdown"),
+        (
+            "app.yaml",
+            GO_ZERO_YAML,
+            "Shutdown.",
+            "such as Shutdown or app.shutdown; got 'Shutdown.'",
+        ),
+        (
+            "app.yaml",
+            GO_ZERO_YAML,
+            None,
+            "unknown key 'Name' at the top level of {path}; the settings look nested: "
+            "use --section Shutdown",
+        ),
+        (
+            "wrapped.json",
+            '{"Shutdown": {"WaitTime": "2s"}}',
+            None,
+            "unknown key 'Shutdown' at the top level of {path}; the settings look nested: "
+            "use --section Shutdown",
         ),
     ],
 )
@@ -223,7 +253,9 @@ def test_config_prints_the_settings_and_the_platform_timeouts(
     assert re.search(r"^  wait_time +10s$", out, re.M)
     assert re.search(r"^  wrap_up_time +2s$", out, re.M)
     assert "process gone within wait_time + watchdog_grace = 10.5s after SIGTERM" in out
-    assert "= 0 + 10 + 0.5 + 5, rounded up = 16s" in out
+    assert (
+        "stop timeout: wait_time + watchdog_grace + margin = 10 + 0.5 + 5, rounded up = 16s" in out
+    )
     assert "Kubernetes: terminationGracePeriodSeconds: 16" in out
     assert "systemd:    TimeoutStopSec=16" in out
 
@@ -239,7 +271,7 @@ def test_config_json_output(
     assert data["config"]["signals"] == ["SIGTERM"]
     assert data["sources"] == ["defaults", "environment GRACESTOP_*"]
     assert data["hard_bound"] == 12.5
-    assert data["stop_timeout"] == 15  # 0 + 12 + 0.5 + 2, rounded up
+    assert data["stop_timeout"] == 15  # 12 + 0.5 + 2, rounded up
     assert data["kubernetes"] == {"terminationGracePeriodSeconds": 15}
     assert data["systemd"] == {"TimeoutStopSec": 15}
 
@@ -270,10 +302,10 @@ def test_bad_arguments_exit_2_with_one_line(
 
 
 def test_dump_of_a_process_that_does_not_exist(capsys: pytest.CaptureFixture[str]) -> None:
-    proc = subprocess.Popen([sys.executable, "-c", "pass"])
-    proc.wait(30)  # reaped: the pid names no process now
-    assert main(["dump", str(proc.pid)]) == 1
-    assert capsys.readouterr().err == f"gracestop dump: error: no process with pid {proc.pid}\n"
+    # Above the kernel's largest pid: no process can have it, now or later.
+    pid = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    assert main(["dump", str(pid)]) == 1
+    assert capsys.readouterr().err == f"gracestop dump: error: no process with pid {pid}\n"
 
 
 # ---------------------------------------------------------------------------
@@ -283,33 +315,70 @@ def test_dump_of_a_process_that_does_not_exist(capsys: pytest.CaptureFixture[str
 pytestmark_process = pytest.mark.process
 
 
-@pytestmark_process
 @pytest.mark.parametrize(
     ("command", "phrases"),
     [
-        (None, ["usage: gracestop", "demo", "config", "dump", "profile", "--version"]),
-        ("demo", ["usage: gracestop demo", "--backend {asyncio,trio}", "--jobs", "--json"]),
+        (
+            None,
+            [
+                "usage: gracestop",
+                "demo",
+                "config",
+                "dump",
+                "profile",
+                "--version",
+                "graceful shutdown",
+                "examples:\n  gracestop demo ",
+                "gracestop config --file app.yaml --section Shutdown",
+            ],
+        ),
+        (
+            "demo",
+            [
+                "usage: gracestop demo",
+                "--backend {asyncio,trio}",
+                "the service's event loop (default asyncio",
+                "--jobs N",
+                "--drain-delay D",
+                "(default 300ms)",
+                "--json",
+            ],
+        ),
         (
             "config",
             [
                 "usage: gracestop config",
+                "--file FILE",
+                "--section KEY",
+                "--margin D",
+                "(default GRACESTOP_)",
                 "--env",
                 "--prefix",
                 "--section",
-                "drain_delay + wait_time + watchdog_grace + margin, rounded up",
+                "wait_time + watchdog_grace + margin, rounded up",
                 "terminationGracePeriodSeconds",
                 "TimeoutStopSec",
             ],
         ),
-        ("dump", ["usage: gracestop dump", "PID", "--dir", "--timeout", "SIGUSR1"]),
-        ("profile", ["usage: gracestop profile", "--duration", "SIGUSR2"]),
+        ("dump", ["usage: gracestop dump", "PID", "--dir DIR", "--timeout D", "SIGUSR1"]),
+        ("profile", ["usage: gracestop profile", "--duration D", "SIGUSR2"]),
     ],
 )
-def test_help(command: str | None, phrases: list[str]) -> None:
-    proc = gracestop_cmd(*([command] if command else []), "--help")
-    assert proc.returncode == 0, proc.stderr
+def test_help(
+    command: str | None,
+    phrases: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("COLUMNS", "100")
+    with pytest.raises(SystemExit) as exit_info:
+        main([*([command] if command else []), "--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
     for phrase in phrases:
-        assert phrase in proc.stdout
+        assert phrase in out
+    # The hidden option stays hidden.
+    assert "--stop-signal" not in out
 
 
 @pytestmark_process
@@ -334,7 +403,41 @@ def test_console_script_is_the_same_command(tmp_path: Path) -> None:
         assert console.stdout == module.stdout.replace("python -m gracestop", "gracestop")
 
 
+def run_main(
+    argv: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    cwd: Path,
+    env: dict[str, str],
+) -> tuple[int, str, str]:
+    """``main(argv)`` in *cwd* with exactly the ``GRACESTOP_*`` variables of *env*."""
+    for name in os.environ:
+        if name.startswith("GRACESTOP_"):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(cwd)
+    status = main(argv)
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
 @pytestmark_process
+def test_config_in_a_fresh_interpreter(tmp_path: Path) -> None:
+    (tmp_path / "app.yaml").write_text(GO_ZERO_YAML)
+    proc = gracestop_cmd("config", "--file", "app.yaml", "--section", "Shutdown", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert "systemd:    TimeoutStopSec=16\n" in proc.stdout
+    proc = gracestop_cmd("config", "--env", env={"GRACESTOP_DRAIN_DELAY": "soon"}, cwd=tmp_path)
+    assert proc.returncode == 2, proc.stdout
+    assert proc.stdout == ""
+    assert proc.stderr == (
+        "gracestop config: error: GRACESTOP_DRAIN_DELAY: drain_delay must be a duration such "
+        "as '500ms', '5.5s', '1m30s' or '2' (seconds); got 'soon'\n"
+    )
+
+
 @pytest.mark.parametrize(
     ("files", "args", "env", "expected"),
     [
@@ -343,29 +446,35 @@ def test_console_script_is_the_same_command(tmp_path: Path) -> None:
             {"app.toml": '[shutdown]\nwait_time = "20s"\ndrain_delay = "5s"\n'},
             ["--file", "app.toml", "--section", "shutdown"],
             {},
-            31,
+            26,
         ),
         ({"app.json": '{"WaitTime": "2s", "WrapUpTime": 1}'}, ["--file", "app.json"], {}, 8),
-        ({}, ["--env"], {"GRACESTOP_WAIT_TIME": "25s", "GRACESTOP_DRAIN_DELAY": "5s"}, 36),
+        ({}, ["--env"], {"GRACESTOP_WAIT_TIME": "25s", "GRACESTOP_DRAIN_DELAY": "5s"}, 31),
         ({}, ["--env", "--prefix", "APP_"], {"APP_WAIT_TIME": "1m"}, 66),
     ],
 )
 def test_config_on_good_input(
-    tmp_path: Path, files: dict[str, str], args: list[str], env: dict[str, str], expected: int
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    files: dict[str, str],
+    args: list[str],
+    env: dict[str, str],
+    expected: int,
 ) -> None:
     for name, text in files.items():
         (tmp_path / name).write_text(text)
-    proc = gracestop_cmd("config", *args, "--json", env=env, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stderr == ""
-    data = json.loads(proc.stdout)
+    status, out, err = run_main(["config", *args, "--json"], monkeypatch, capsys, tmp_path, env)
+    assert status == 0, err
+    assert err == ""
+    data = json.loads(out)
     assert data["stop_timeout"] == expected
     assert data["kubernetes"]["terminationGracePeriodSeconds"] == expected
-    text = gracestop_cmd("config", *args, env=env, cwd=tmp_path)
-    assert f"TimeoutStopSec={expected}\n" in text.stdout
+    status, out, err = run_main(["config", *args], monkeypatch, capsys, tmp_path, env)
+    assert f"TimeoutStopSec={expected}\n" in out
 
 
-@pytestmark_process
 @pytest.mark.parametrize(
     ("files", "args", "env", "message"),
     [
@@ -397,19 +506,45 @@ def test_config_on_good_input(
             "unknown environment variable 'GRACESTOP_WAIT_TIMEOUT'",
         ),
         ({}, ["--env"], {"GRACESTOP_DRAIN_DELAY": "-1s"}, "GRACESTOP_DRAIN_DELAY"),
+        (
+            {"app.yaml": GO_ZERO_YAML},
+            ["--file", "app.yaml", "--section", ""],
+            {},
+            "section must be a dotted key such as Shutdown or app.shutdown; got ''",
+        ),
+        ({}, ["--section", ""], {}, "--section needs --file"),
+        (
+            {"app.yaml": "- WaitTime: 10s\n"},
+            ["--file", "app.yaml"],
+            {},
+            "the top level of app.yaml is a list, not a mapping of settings",
+        ),
+        (
+            {"app.yaml": GO_ZERO_YAML},
+            ["--file", "app.yaml"],
+            {},
+            "the settings look nested: use --section Shutdown",
+        ),
     ],
 )
 def test_config_on_bad_input_exits_2_with_one_line(
-    tmp_path: Path, files: dict[str, str], args: list[str], env: dict[str, str], message: str
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    *,
+    files: dict[str, str],
+    args: list[str],
+    env: dict[str, str],
+    message: str,
 ) -> None:
     for name, text in files.items():
         (tmp_path / name).write_text(text)
-    proc = gracestop_cmd("config", *args, env=env, cwd=tmp_path)
-    assert proc.returncode == 2, proc.stdout
-    assert proc.stdout == ""
-    assert proc.stderr.startswith("gracestop config: error: ")
-    assert proc.stderr.count("\n") == 1, proc.stderr
-    assert message in proc.stderr
+    status, out, err = run_main(["config", *args], monkeypatch, capsys, tmp_path, env)
+    assert status == 2, out
+    assert out == ""
+    assert err.startswith("gracestop config: error: ")
+    assert err.count("\n") == 1, err
+    assert message in err
 
 
 @pytestmark_process
@@ -425,9 +560,9 @@ def test_demo_loses_nothing(backend: str) -> None:
     assert jobs["lost"] == 0
     # The signal came mid-flight: jobs were done, others still queued and flushed.
     assert jobs["acknowledged_done"] >= 1
-    assert jobs["requeued"] >= 1
-    assert jobs["persisted"] == jobs["acknowledged_done"]
-    assert jobs["persisted"] + jobs["requeued"] == jobs["queued"]
+    assert jobs["rows_pending"] >= 1
+    assert jobs["rows_done"] == jobs["acknowledged_done"]
+    assert jobs["rows_done"] + jobs["rows_pending"] == jobs["queued"]
     assert data["service_exit_code"] == 0
     shutdown = data["shutdown"]
     assert shutdown["ok"] is True
@@ -447,6 +582,8 @@ def test_demo_loses_nothing(backend: str) -> None:
     assert http["served"] >= 1
     assert http["served"] + http["refused"] == http["sent"]
     assert http["readiness_off_after"] is not None
+    # The server logs at WARNING: its startup lines would only repeat the port.
+    assert not [line for line in data["service_log"] if "Running on" in line]
 
 
 @pytestmark_process
@@ -476,29 +613,48 @@ def test_demo_without_the_serving_extra_runs_the_worker_part_and_says_so() -> No
 
 
 @pytestmark_process
-def test_demo_tells_the_story() -> None:
-    proc = gracestop_cmd("demo", "--drain-delay", "1s")
-    out = proc.stdout
-    assert proc.returncode == 0, out + proc.stderr
-    assert "a job worker and an HTTP endpoint (uvicorn) on asyncio" in out
+def test_demo_with_the_defaults_tells_the_story_in_one_screen(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    status = main(["demo"])
+    captured = capsys.readouterr()
+    out = captured.out
+    assert status == 0, out + captured.err
+    lines = out.splitlines()
+    assert max(map(len, lines)) <= 80, out
+    assert len(lines) <= 36, out
+    assert lines[0] == "gracestop demo: a job worker and an HTTP endpoint (uvicorn) on asyncio"
+    # Said once, by the timeline, not again by the log line before it.
+    assert len(re.findall(r"shutdown ok in \d", out)) == 1, out
     assert "received SIGTERM, shutting down" in out
     assert re.search(r"flush-queue: \d+ queued jobs saved as pending", out)
     assert out.index("flush-queue: ") < out.index("close-db: database closed")
     assert "stage / hook" in out  # the rendered timeline
     assert re.search(r"^      lost 0$", out, re.M)
     assert re.search(r"served \d+, failed 0, refused \d+; after SIGTERM", out)
+    assert re.search(
+        r"^http: 4 clients on uvicorn stop once /readyz fails: [0-9.]+s after", out, re.M
+    )
     assert out.rstrip().endswith(
         "ok: no job lost, no request failed, shutdown ok, service exit status 0"
     )
 
 
 @pytestmark_process
-def test_demo_no_http() -> None:
-    proc = gracestop_cmd("demo", "--no-http", "--backend", "trio")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "  HTTP part skipped: --no-http was given\n" in proc.stdout
-    assert "http (" not in proc.stdout
-    assert proc.stdout.rstrip().endswith("ok: no job lost, shutdown ok, service exit status 0")
+def test_demo_no_http_on_a_wide_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["demo", "--no-http", "--backend", "trio"]) == 0
+    out = capsys.readouterr().out
+    assert "  HTTP part skipped: --no-http was given\n" in out
+    assert "http:" not in out
+    assert out.rstrip().endswith("ok: no job lost, shutdown ok, service exit status 0")
+    # The timeline follows the terminal, up to 100 columns.
+    timeline = [line for line in out.splitlines() if line.startswith("  stage / hook")]
+    assert [len(line) for line in timeline] == [100], out
+    assert max(map(len, out.splitlines())) <= 100, out
 
 
 @pytestmark_process
@@ -673,6 +829,20 @@ def test_yaml_without_pyyaml_says_what_to_install(
         load_config(file=path, section="Shutdown")
 
 
+def test_toml_without_a_toml_parser_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path / "app.toml", "wait_time = 3\n")
+    # What Python 3.10 without tomli sees (tomllib is in the standard library from 3.11).
+    monkeypatch.setitem(sys.modules, "tomllib", None)
+    monkeypatch.setitem(sys.modules, "tomli", None)
+    with pytest.raises(
+        ConfigSourceError,
+        match=re.escape(f"reading {path} needs tomli on Python < 3.11: pip install tomli"),
+    ):
+        load_config(file=path)
+
+
 def test_unreadable_file(tmp_path: Path) -> None:
     directory = tmp_path / "conf.json"
     directory.mkdir()
@@ -689,7 +859,8 @@ def test_demo_reports_a_service_that_does_not_start() -> None:
     result = run_demo(DemoOptions(http=False, wrap_up_time=10, wait_time=1))
     assert not result.ok
     assert result.returncode == 1
-    assert result.problems[0].startswith("the service did not start within")
+    # Told apart from a service that is slow to start.
+    assert result.problems[0] == "the service exited before READY (status 1)"
     assert "the service exited with status 1" in result.problems
     assert "the service printed no shutdown report" in result.problems
     assert any("must not exceed wait_time" in line for line in result.log)
@@ -697,3 +868,97 @@ def test_demo_reports_a_service_that_does_not_start() -> None:
     text = format_result(result)
     assert "(no shutdown report)" in text
     assert "FAILED: the service exited with status 1" in text
+
+
+@pytestmark_process
+def test_demo_counts_the_acknowledged_jobs_a_killed_service_loses(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # SIGKILL instead of SIGTERM: no report, no flush; the jobs acknowledged as
+    # queued and never committed must be counted lost from the file alone.
+    argv = ["demo", "--no-http", "--job-time", "1s", "--stop-signal", "KILL", "--json"]
+    assert main(argv) == 1
+    data = json.loads(capsys.readouterr().out)
+    jobs = data["jobs"]
+    assert data["ok"] is False
+    assert data["shutdown"] is None
+    assert data["service_exit_code"] == -signal.SIGKILL
+    assert jobs["queued"] > jobs["acknowledged_done"]
+    assert jobs["lost"] == jobs["queued"] - jobs["rows_done"] >= 1
+    assert jobs["rows_pending"] == 0
+    assert f"{jobs['lost']} acknowledged jobs are not in the database" in data["problems"]
+    assert "the service printed no shutdown report" in data["problems"]
+
+
+def test_demo_on_trio_without_trio_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "trio", None)  # what an install without trio sees
+    assert main(["demo", "--backend", "trio"]) == 2
+    assert capsys.readouterr().err == (
+        "gracestop demo: error: --backend trio needs trio: pip install 'gracestop[trio]'\n"
+    )
+
+
+@pytestmark_process
+def test_demo_interrupted_with_ctrl_c_exits_130_and_stops_the_service() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRACESTOP_")}
+    env.pop("PYTHONWARNINGS", None)
+    demo = subprocess.Popen(
+        [sys.executable, "-m", "gracestop", "demo", "--no-http", "--job-time", "5s"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    children = Path(f"/proc/{demo.pid}/task/{demo.pid}/children")
+    service: list[int] = []
+    end = time.monotonic() + 30
+    # Wait (bounded) until the demo has started its service, then interrupt it.
+    while not service and demo.poll() is None and time.monotonic() < end:
+        service = [int(pid) for pid in children.read_text().split()]
+        if not service:
+            threading.Event().wait(0.05)
+    try:
+        assert service, "the demo started no service within 30s"
+        demo.send_signal(signal.SIGINT)
+        out, err = demo.communicate(timeout=30)
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.communicate(timeout=10)
+    assert demo.returncode == 130, out + err
+    assert err == "gracestop demo: interrupted\n"
+    assert not Path(f"/proc/{service[0]}").exists() or (
+        Path(f"/proc/{service[0]}/stat").read_text().split()[2] == "Z"
+    )
+
+
+def test_count_losses_reads_the_file_whatever_happened(tmp_path: Path) -> None:
+    from gracestop._demo import JobCounts, count_losses
+    from gracestop._demo_service import JobStore
+
+    def acknowledged() -> JobCounts:
+        return JobCounts(offered=4, queued={1, 2, 3, 4}, done={1, 2})
+
+    db = tmp_path / "jobs.sqlite3"
+    store = JobStore(db)
+    store.save([1, 2], "done")
+    store.save([3], "pending")
+    store.close()
+    counts = acknowledged()
+    assert count_losses(db, counts) == []
+    assert (counts.rows_done, counts.rows_pending, counts.lost) == (2, 1, [4])
+
+    counts = acknowledged()
+    assert count_losses(tmp_path / "nowhere.sqlite3", counts) == [
+        "the service left no job database"
+    ]
+    assert counts.lost == [1, 2, 3, 4]
+
+    garbage = tmp_path / "garbage.sqlite3"
+    garbage.write_bytes(b"not a database, " * 100)
+    counts = acknowledged()
+    [problem] = count_losses(garbage, counts)
+    assert problem.startswith("cannot read the job database: ")
+    assert counts.lost == [1, 2, 3, 4]

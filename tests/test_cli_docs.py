@@ -66,3 +66,42 @@ def test_console_example(tmp_path: Path, command: str, output: str) -> None:
     )
     assert proc.stdout + proc.stderr == output
     assert proc.returncode == (2 if proc.stderr else 0)
+
+
+def demo_example() -> list[str]:
+    """The lines of the page's ``$ gracestop demo`` example output."""
+    for lang, _, body in FENCE.findall(DOC.read_text()):
+        if lang == "text" and body.startswith("$ gracestop demo\n"):
+            return str(body).splitlines()[1:]
+    raise AssertionError("docs/cli.md has no `$ gracestop demo` example")
+
+
+def test_demo_example_matches_a_real_run() -> None:
+    # Times and counts vary; the header, the timeline's columns, the zeros and the
+    # verdict do not, so those lines of the page must be what the command prints.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRACESTOP_")}
+    env.pop("PYTHONWARNINGS", None)
+    env["COLUMNS"] = "80"
+    proc = subprocess.run(
+        [sys.executable, "-m", "gracestop", "demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    real, page = proc.stdout.splitlines(), demo_example()
+    assert page[:3] == real[:3]
+    columns = "  stage / hook    status   start    took  0s"
+    assert [line for line in page if line.startswith(columns)]
+    assert [line for line in real if line.startswith(columns)]
+    for stable in ("      lost 0", page[-1]):
+        assert stable in page
+        assert stable in real
+    assert (
+        page[-1]
+        == real[-1]
+        == ("ok: no job lost, no request failed, shutdown ok, service exit status 0")
+    )
+    assert max(map(len, page)) <= 80

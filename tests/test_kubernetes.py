@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from gracestop import ShutdownConfig
+from gracestop._cli import stop_timeout
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "examples" / "kubernetes" / "deployment.yaml"
@@ -38,9 +39,8 @@ def test_the_manifest_configures_the_example_defaults() -> None:
 def test_the_grace_period_outlasts_the_whole_shutdown() -> None:
     spec = documents()["Deployment"]["spec"]["template"]["spec"]
     cfg = config()
-    assert spec["terminationGracePeriodSeconds"] > (
-        cfg.drain_delay + cfg.wait_time + cfg.watchdog_grace
-    )
+    assert spec["terminationGracePeriodSeconds"] >= stop_timeout(cfg)
+    assert spec["terminationGracePeriodSeconds"] > cfg.wait_time + cfg.watchdog_grace
     # No preStop sleep: the drain delay keeps the pod serving instead.
     assert "lifecycle" not in container()
 

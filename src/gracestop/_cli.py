@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import math
 import os
+import signal
 import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ._config import FIELD_NAMES, DurationLike, ShutdownConfig, parse_duration
+from ._config import _MAPPING_KEYS, FIELD_NAMES, DurationLike, ShutdownConfig, parse_duration
 
 __all__ = ["ConfigSourceError", "load_config", "main", "stop_timeout"]
 
@@ -28,12 +30,24 @@ The platform's stop timeout (Kubernetes terminationGracePeriodSeconds, systemd
 TimeoutStopSec, docker stop -t) must outlast gracestop's own deadline, or SIGKILL
 cuts the shutdown short. It is computed as
 
-    drain_delay + wait_time + watchdog_grace + margin, rounded up to whole seconds.
+    wait_time + watchdog_grace + margin, rounded up to whole seconds.
 
-wait_time already counts the drain delay, so the process is gone within
-wait_time + watchdog_grace; adding drain_delay again errs on the safe side
-(a preStop hook, if you keep one, also runs inside the grace period: add it to
---margin).
+wait_time is the deadline from the signal to the force quit and already covers
+drain_delay and both phases, so the process is gone within wait_time +
+watchdog_grace; the margin (default 5s) leaves room for interpreter exit and a
+busy machine. A preStop hook, if you keep one, also runs inside the grace
+period: add it to --margin.
+"""
+
+
+_EXAMPLES = """\
+examples:
+  gracestop demo                                  SIGTERM a demo service under load
+  gracestop demo --backend trio --wrap-up-time 0.5s
+  gracestop config --file app.yaml --section Shutdown
+  GRACESTOP_WAIT_TIME=30s gracestop config --env --json
+  gracestop dump 4242                             where is the service stuck?
+  gracestop profile 4242 --duration 10s
 """
 
 
@@ -44,23 +58,25 @@ class ConfigSourceError(Exception):
 def stop_timeout(config: ShutdownConfig, margin: DurationLike = DEFAULT_MARGIN) -> int:
     """The platform stop timeout *config* needs, in whole seconds.
 
-    ``drain_delay + wait_time + watchdog_grace + margin``, rounded up (*margin* in
-    seconds or a duration string such as ``"4.5s"``). Use it for
-    Kubernetes ``terminationGracePeriodSeconds`` and systemd ``TimeoutStopSec``.
+    ``wait_time + watchdog_grace + margin``, rounded up (*margin* in seconds or a
+    duration string such as ``"4.5s"``). ``wait_time`` runs from the signal to the
+    force quit and already covers ``drain_delay`` and both phases, so it is not
+    counted again. Use it for Kubernetes ``terminationGracePeriodSeconds`` and
+    systemd ``TimeoutStopSec``.
 
     Raises:
         TypeError: *config* is not a ``ShutdownConfig`` or *margin* not a duration.
         ValueError: *margin* is negative or not finite.
 
     >>> stop_timeout(ShutdownConfig(drain_delay=5, wrap_up_time=10, wait_time=25))
-    36
+    31
     """
     if not isinstance(config, ShutdownConfig):
         raise TypeError(f"config must be a ShutdownConfig; got {type(config).__name__} {config!r}")
     seconds = parse_duration(margin, "margin")
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"margin must be a finite duration >= 0; got {margin!r}")
-    total = config.drain_delay + config.wait_time + config.watchdog_grace + seconds
+    total = config.wait_time + config.watchdog_grace + seconds
     # Round away float noise first, so 11.000000000000002 is 11, not 12.
     return math.ceil(round(total, 6))
 
@@ -82,7 +98,14 @@ def _read_file(path: Path) -> object:
             return json.loads(data)
         if suffix == ".toml":
             # tomllib from 3.11, its backport tomli before.
-            toml = importlib.import_module("tomllib" if sys.version_info >= (3, 11) else "tomli")
+            try:
+                toml = importlib.import_module(
+                    "tomllib" if sys.version_info >= (3, 11) else "tomli"
+                )
+            except ImportError:
+                raise ConfigSourceError(
+                    f"reading {path} needs tomli on Python < 3.11: pip install tomli"
+                ) from None
             return toml.loads(data.decode())
         try:
             import yaml
@@ -97,7 +120,14 @@ def _read_file(path: Path) -> object:
         raise ConfigSourceError(f"cannot parse {path}: {exc}") from None
 
 
+_KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+
 def _section(data: object, path: Path, section: str | None) -> Mapping[str, object]:
+    if section is not None and not all(section.split(".")):
+        raise ConfigSourceError(
+            f"section must be a dotted key such as Shutdown or app.shutdown; got {section!r}"
+        )
     if section:
         walked: list[str] = []
         for key in section.split("."):
@@ -114,9 +144,17 @@ def _section(data: object, path: Path, section: str | None) -> Mapping[str, obje
         data = {}
     if not isinstance(data, Mapping):
         what = f"section {section!r}" if section else "top level"
-        raise ConfigSourceError(
-            f"the {what} of {path} must be a mapping of settings; got {type(data).__name__}"
-        )
+        kind = _KINDS.get(type(data), f"a {type(data).__name__}")
+        raise ConfigSourceError(f"the {what} of {path} is {kind}, not a mapping of settings")
+    if not section:
+        # A whole file whose settings sit under a key (go-zero's Shutdown:): say where.
+        unknown = [key for key in data if key not in _MAPPING_KEYS]
+        nested = [key for key in unknown if isinstance(data[key], Mapping)]
+        if nested:
+            raise ConfigSourceError(
+                f"unknown key {unknown[0]!r} at the top level of {path}; the settings "
+                f"look nested: use --section {nested[0]}"
+            )
     return data
 
 
@@ -198,7 +236,7 @@ def _show_setting(name: str, value: object) -> str:
 
 
 def _config_command(args: argparse.Namespace) -> int:
-    if args.section and args.file is None:
+    if args.section is not None and args.file is None:
         return _fail("config", "--section needs --file")
     try:
         margin = parse_duration(args.margin, "--margin")
@@ -238,9 +276,9 @@ def _config_command(args: argparse.Namespace) -> int:
     lines += [
         "",
         f"process gone within wait_time + watchdog_grace = {bound:g}s after SIGTERM",
-        f"stop timeout: drain_delay + wait_time + watchdog_grace + margin = "
-        f"{config.drain_delay:g} + {config.wait_time:g} + {config.watchdog_grace:g} "
-        f"+ {margin:g}, rounded up = {timeout}s",
+        f"stop timeout: wait_time + watchdog_grace + margin = "
+        f"{config.wait_time:g} + {config.watchdog_grace:g} + {margin:g}, "
+        f"rounded up = {timeout}s",
         f"  Kubernetes: terminationGracePeriodSeconds: {timeout}",
         f"  systemd:    TimeoutStopSec={timeout}",
     ]
@@ -253,6 +291,8 @@ def _demo_command(args: argparse.Namespace) -> int:
 
     if args.jobs < 2:
         return _fail("demo", f"--jobs must be at least 2; got {args.jobs}")
+    if args.backend == "trio" and importlib.util.find_spec("trio") is None:
+        return _fail("demo", "--backend trio needs trio: pip install 'gracestop[trio]'")
     try:
         timings = {
             name: parse_duration(getattr(args, name), "--" + name.replace("_", "-"))
@@ -287,9 +327,15 @@ def _demo_command(args: argparse.Namespace) -> int:
         seed=args.seed,
         http=not args.no_http,
         clients=args.clients,
+        stop_signal=args.stop_signal,
         **timings,
     )
-    result = run_demo(options)
+    try:
+        result = run_demo(options)
+    except KeyboardInterrupt:
+        # run_demo has killed the service and removed its files on the way out.
+        print("gracestop demo: interrupted", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     else:
@@ -327,6 +373,15 @@ def _diagnostics_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _signal_arg(text: str) -> signal.Signals:
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    try:
+        return signal.Signals[name]
+    except KeyError:
+        raise argparse.ArgumentTypeError(f"no such signal: {text!r}") from None
+
+
 def _fail(command: str, message: str, *, status: int = 2) -> int:
     """Print a one-line error; 2 is bad input (as argparse uses), 1 a failed action."""
     print(f"gracestop {command}: error: {message}", file=sys.stderr)
@@ -337,7 +392,15 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``gracestop`` command."""
     parser = argparse.ArgumentParser(
         prog="gracestop",
-        description="Graceful shutdown for asyncio and trio services: tools.",
+        description=textwrap.fill(
+            "gracestop gives asyncio and trio services a graceful shutdown: on SIGTERM, "
+            "wrap-up hooks, then shutdown hooks, within a force-quit deadline. This "
+            "command shows it at work on a demo service, checks a configuration and "
+            "sizes the platform's stop timeout for it, and asks a running service for "
+            "a task dump or a profile."
+        ),
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from . import __version__
 
@@ -356,23 +419,46 @@ def build_parser() -> argparse.ArgumentParser:
             "would), send it SIGTERM half-way, and print the shutdown timeline and the "
             "numbers. A job is lost when the service acknowledged it and the SQLite "
             "file, read after the service exited, does not hold it. Exit status 0 when "
-            "no job was lost, no HTTP request failed and the shutdown was ok; 1 otherwise."
+            "no job was lost, no HTTP request failed and the shutdown was ok; 1 otherwise; "
+            "130 when interrupted (Ctrl-C)."
         ),
     )
-    demo.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
-    demo.add_argument("--jobs", type=int, default=40, help="jobs to offer (default 40)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the job durations")
-    demo.add_argument("--interval", default="20ms", help="between two offers (default 20ms)")
-    demo.add_argument("--job-time", default="200ms", help="mean time per job (default 200ms)")
-    demo.add_argument("--drain-delay", default="300ms", help="service drain_delay")
-    demo.add_argument("--wrap-up-time", default="3s", help="service wrap_up_time")
-    demo.add_argument("--wait-time", default="5s", help="service wait_time")
     demo.add_argument(
-        "--request-time", default="100ms", help="time per HTTP request (default 100ms)"
+        "--backend",
+        choices=["asyncio", "trio"],
+        default="asyncio",
+        help="the service's event loop (default asyncio; trio needs gracestop[trio])",
     )
-    demo.add_argument("--clients", type=int, default=4, help="HTTP clients (default 4)")
+    demo.add_argument(
+        "--jobs", type=int, default=40, metavar="N", help="jobs to offer (default 40)"
+    )
+    demo.add_argument(
+        "--seed", type=int, default=0, metavar="N", help="seed of the job durations (default 0)"
+    )
+    duration_options = [
+        ("--interval", "20ms", "between two offers"),
+        ("--job-time", "200ms", "mean time per job"),
+        ("--drain-delay", "300ms", "the service's drain_delay"),
+        ("--wrap-up-time", "3s", "the service's wrap_up_time"),
+        ("--wait-time", "5s", "the service's wait_time"),
+        ("--request-time", "100ms", "time per HTTP request"),
+    ]
+    for option, default, meaning in duration_options:
+        demo.add_argument(
+            option, default=default, metavar="D", help=f"{meaning} (default {default})"
+        )
+    demo.add_argument(
+        "--clients", type=int, default=4, metavar="N", help="HTTP clients (default 4)"
+    )
     demo.add_argument("--no-http", action="store_true", help="leave out the HTTP part")
     demo.add_argument("--json", action="store_true", help="print machine-readable numbers")
+    # Not in --help: SIGKILL instead of SIGTERM, to show (and test) what a crash loses.
+    demo.add_argument(
+        "--stop-signal",
+        type=_signal_arg,
+        default=signal.SIGTERM,
+        help=argparse.SUPPRESS,
+    )
     demo.set_defaults(handler=_demo_command)
 
     config = commands.add_parser(
@@ -388,12 +474,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     config.add_argument("--env", action="store_true", help="read the environment (wins)")
-    config.add_argument("--prefix", default="GRACESTOP_", help="variable prefix")
-    config.add_argument("--file", type=Path, help="a .yaml, .yml, .toml or .json file")
     config.add_argument(
-        "--section", help="dotted key of the settings in the file, e.g. Shutdown or app.shutdown"
+        "--prefix", default="GRACESTOP_", help="variable prefix (default GRACESTOP_)"
     )
-    config.add_argument("--margin", default="5s", help="added to the stop timeout (default 5s)")
+    config.add_argument(
+        "--file", type=Path, metavar="FILE", help="a .yaml, .yml, .toml or .json file"
+    )
+    config.add_argument(
+        "--section",
+        metavar="KEY",
+        help="dotted key of the settings in the file, e.g. Shutdown or app.shutdown",
+    )
+    config.add_argument(
+        "--margin", default="5s", metavar="D", help="added to the stop timeout (default 5s)"
+    )
     config.add_argument("--json", action="store_true", help="print JSON")
     config.set_defaults(handler=_config_command)
 
@@ -429,12 +523,18 @@ def build_parser() -> argparse.ArgumentParser:
         )
         sub.add_argument("pid", type=int, metavar="PID")
         sub.add_argument(
-            "--dir", type=Path, help="the service's diagnostics_dir, if not the default"
+            "--dir",
+            type=Path,
+            metavar="DIR",
+            help="the service's diagnostics_dir, if not the default",
         )
-        sub.add_argument("--timeout", default="10s", help="wait for the file (default 10s)")
+        sub.add_argument(
+            "--timeout", default="10s", metavar="D", help="wait for the file (default 10s)"
+        )
         if name == "profile":
             sub.add_argument(
                 "--duration",
+                metavar="D",
                 help="end the profile after this long (default: the service's profile_duration)",
             )
         sub.set_defaults(handler=_diagnostics_command)

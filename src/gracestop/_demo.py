@@ -16,8 +16,10 @@ import http.client
 import json
 import os
 import queue
+import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -29,6 +31,9 @@ from typing import IO, Any
 
 from ._demo_http import SERVERS, http_unavailable
 from ._demo_service import read_jobs
+
+# The rendered timeline follows the terminal, within reason.
+_MAX_COLUMNS = 100
 
 # Generous: the machine may be busy, and a slow start is not the thing shown here.
 _START_TIMEOUT = 30.0
@@ -50,6 +55,8 @@ class DemoOptions:
     http: bool = True
     clients: int = 4
     request_time: float = 0.1
+    stop_signal: signal.Signals = signal.SIGTERM
+    """The signal sent half-way; SIGKILL shows what a crash costs (hidden option)."""
 
 
 @dataclass
@@ -94,8 +101,8 @@ class JobCounts:
     done: set[int] = field(default_factory=set)
     refused: set[int] = field(default_factory=set)
     unanswered: int = 0
-    persisted: int = 0
-    requeued: int = 0
+    rows_done: int = 0
+    rows_pending: int = 0
     lost: list[int] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,8 +113,8 @@ class JobCounts:
             "acknowledged_done": len(self.done),
             "refused": len(self.refused),
             "unanswered": self.unanswered,
-            "persisted": self.persisted,
-            "requeued": self.requeued,
+            "rows_done": self.rows_done,
+            "rows_pending": self.rows_pending,
             "lost": len(self.lost),
             "lost_ids": sorted(self.lost),
         }
@@ -141,6 +148,7 @@ class DemoResult:
             "http": None if self.http is None else self.http.to_dict(),
             "service_exit_code": self.returncode,
             "shutdown": self.report,
+            "service_log": self.log,
             "skipped": self.skipped,
             "problems": self.problems,
         }
@@ -152,6 +160,7 @@ class _Lines:
     def __init__(self, pipe: IO[str]) -> None:
         self.lines: queue.Queue[str | None] = queue.Queue()
         self.seen: list[str] = []
+        self.ended = False
         self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
         self._thread.start()
 
@@ -164,7 +173,10 @@ class _Lines:
             self.lines.put(None)
 
     def wait_for(self, prefix: str, timeout: float) -> str | None:
-        """The next line starting with *prefix*, or None at end of pipe or timeout."""
+        """The next line starting with *prefix*, or None at end of pipe or timeout.
+
+        ``ended`` tells the two apart: it is True once the end of the pipe was read.
+        """
         end = time.monotonic() + timeout
         while True:
             left = end - time.monotonic()
@@ -175,6 +187,7 @@ class _Lines:
             except queue.Empty:
                 return None
             if line is None:
+                self.ended = True
                 return None
             if line.startswith(prefix):
                 return line
@@ -336,7 +349,7 @@ def _offer_jobs(
     def send_sigterm() -> None:
         if load is not None:
             load.signalled()
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(options.stop_signal)
 
     for job in range(1, options.jobs + 1):
         if not signalled and job > options.jobs // 2:
@@ -356,6 +369,30 @@ def _offer_jobs(
         send_sigterm()
 
 
+def count_losses(db: Path, counts: JobCounts) -> list[str]:
+    """Check the SQLite file *db* against the acknowledgements in *counts*; the problems.
+
+    Whatever the service said or failed to say, the file alone tells what survived:
+    a file that is missing or cannot be read loses every acknowledged job.
+    """
+    problems: list[str] = []
+    rows: dict[int, str] = {}
+    if not db.exists():
+        if counts.queued:
+            problems.append("the service left no job database")
+    else:
+        try:
+            rows = read_jobs(db)
+        except sqlite3.Error as exc:
+            problems.append(f"cannot read the job database: {exc}")
+    counts.rows_done = sum(1 for state in rows.values() if state == "done")
+    counts.rows_pending = sum(1 for state in rows.values() if state == "pending")
+    missing = {job for job in counts.queued if job not in rows}
+    not_done = {job for job in counts.done if rows.get(job) != "done"}
+    counts.lost = sorted(missing | not_done)
+    return problems
+
+
 def run_demo(options: DemoOptions) -> DemoResult:
     """Run the whole demo and return what happened; never raises for a failed run."""
     skipped: list[str] = []
@@ -371,6 +408,8 @@ def run_demo(options: DemoOptions) -> DemoResult:
     render = ""
     env = dict(os.environ)
     env.pop("PYTHONWARNINGS", None)
+    # The child writes to a pipe, so it cannot see the terminal: tell it the width.
+    env["COLUMNS"] = str(min(shutil.get_terminal_size().columns, _MAX_COLUMNS))
     with tempfile.TemporaryDirectory(prefix="gracestop-demo-") as tmp:
         db = Path(tmp) / "jobs.sqlite3"
         proc = subprocess.Popen(
@@ -386,7 +425,14 @@ def run_demo(options: DemoOptions) -> DemoResult:
         returncode: int | None = None
         try:
             ready = out.wait_for("READY ", _START_TIMEOUT)
-            if ready is None:
+            if ready is None and out.ended:
+                try:
+                    status = proc.wait(_ACK_TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    status = None
+                shown = "still running" if status is None else f"status {status}"
+                problems.append(f"the service exited before READY ({shown})")
+            elif ready is None:
                 problems.append(f"the service did not start within {_START_TIMEOUT:g}s")
             else:
                 ports = json.loads(ready[len("READY ") :])
@@ -394,6 +440,9 @@ def run_demo(options: DemoOptions) -> DemoResult:
                     load = _HttpLoad(int(ports["http_port"]), http_counts, options.clients)
                 address = ("127.0.0.1", int(ports["port"]))
                 with socket.create_connection(address, timeout=_ACK_TIMEOUT) as sock:
+                    # Connected: from now on the service may be quiet for as long as a
+                    # job takes, and a timeout would end the reading of acknowledgements.
+                    sock.settimeout(None)
                     acks = _Acks(sock, counts)
                     _offer_jobs(sock, acks, proc, options, load)
                     deadline = options.wait_time + _ACK_TIMEOUT
@@ -418,13 +467,7 @@ def run_demo(options: DemoOptions) -> DemoResult:
                 data = json.loads(line[len("REPORT ") :])
                 report, render = data["report"], data["render"]
         counts.unanswered = counts.offered - len(counts.queued) - len(counts.refused)
-        if db.exists() and report is not None:
-            rows = read_jobs(db)
-            counts.persisted = sum(1 for state in rows.values() if state == "done")
-            counts.requeued = sum(1 for state in rows.values() if state == "pending")
-            missing = {job for job in counts.queued if job not in rows}
-            not_done = {job for job in counts.done if rows.get(job) != "done"}
-            counts.lost = sorted(missing | not_done)
+        problems += count_losses(db, counts)
     if returncode is not None and returncode != 0:
         problems.append(f"the service exited with status {returncode}")
     if report is None:
@@ -443,36 +486,43 @@ def run_demo(options: DemoOptions) -> DemoResult:
 def format_result(result: DemoResult) -> str:
     """The human-readable story of a demo run."""
     o, jobs = result.options, result.jobs
+    signal_name = o.stop_signal.name
+    # The timeline ends with the summary the service also logged: show it once.
+    summary = result.render.splitlines()[-1] if result.render else None
+    log = [line for line in result.log if summary is None or not line.endswith(summary)]
     lines = [
         "gracestop demo: a job worker"
         + (f" and an HTTP endpoint ({SERVERS[o.backend]})" if result.http is not None else "")
-        + f" on {o.backend}; {o.jobs} jobs offered every "
-        f"{o.interval * 1000:g}ms, SIGTERM after {o.jobs // 2}",
+        + f" on {o.backend}",
+        f"  {o.jobs} jobs, one every {o.interval * 1000:g}ms, ~{o.job_time:g}s each "
+        f"(seed {o.seed}); {signal_name} after {o.jobs // 2}",
         f"  drain_delay {o.drain_delay:g}s, wrap_up_time {o.wrap_up_time:g}s, "
-        f"wait_time {o.wait_time:g}s, ~{o.job_time:g}s per job, seed {o.seed}",
+        f"wait_time {o.wait_time:g}s",
         *(f"  {line}" for line in result.skipped),
         "",
         "service log:",
-        *(f"  {line}" for line in result.log),
+        *(f"  {line}" for line in log),
         "",
         result.render or "(no shutdown report)",
         "",
         f"jobs: offered {jobs.offered}, queued {len(jobs.queued)}, "
-        f"refused {len(jobs.refused)} (after wrap-up began), "
-        f"unanswered {jobs.unanswered} (service gone)",
-        f"      done and acknowledged {len(jobs.done)}, rows 'done' {jobs.persisted}, "
-        f"flushed as 'pending' {jobs.requeued}",
+        f"refused {len(jobs.refused)} (after wrap-up began), unanswered {jobs.unanswered}",
+        f"      done and acknowledged {len(jobs.done)}, rows 'done' {jobs.rows_done}, "
+        f"flushed as 'pending' {jobs.rows_pending}",
         f"      lost {len(jobs.lost)}"
         + (f" ({', '.join(map(str, jobs.lost[:10]))})" if jobs.lost else ""),
     ]
     if result.http is not None:
         h = result.http
-        off = "never seen" if h.readiness_off_after is None else f"{h.readiness_off_after:g}s"
+        off = (
+            "not seen"
+            if h.readiness_off_after is None
+            else f"{h.readiness_off_after:g}s after {signal_name}"
+        )
         lines += [
-            f"http ({h.server}, {o.clients} clients, a client stops sending once /readyz "
-            f"fails, as a load balancer would): readiness off after SIGTERM: {off}",
+            f"http: {o.clients} clients on {h.server} stop once /readyz fails: {off}",
             f"      sent {h.sent}, served {h.served}, failed {h.failed}, refused {h.refused}; "
-            f"after SIGTERM: sent {h.sent_after_signal}, served {h.served_after_signal}",
+            f"after {signal_name}: sent {h.sent_after_signal}, served {h.served_after_signal}",
         ]
     lines.append("")
     if result.ok:

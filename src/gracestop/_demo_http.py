@@ -77,6 +77,8 @@ async def start_http(
     else:
         from . import hypercorn as gs_hypercorn
 
-        serve = functools.partial(gs_hypercorn.serve, app, coord, bind="127.0.0.1:0")
+        serve = functools.partial(
+            gs_hypercorn.serve, app, coord, bind="127.0.0.1:0", loglevel="WARNING"
+        )
     addresses: list[tuple[str, int]] = await tg.start(serve)
     return addresses[0][1]

@@ -90,8 +90,15 @@ class JobStore:
 
 
 def read_jobs(path: Path) -> dict[int, str]:
-    """Every job row in the SQLite file at *path*, as ``{id: state}``."""
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    """Every job row in the SQLite file at *path*, as ``{id: state}``.
+
+    Opened read-write (never created) so that SQLite can roll back the journal a
+    killed service left behind: read-only, such a file cannot be read at all.
+
+    Raises:
+        sqlite3.Error: the file is not a job database or cannot be opened.
+    """
+    db = sqlite3.connect(f"file:{path}?mode=rw", uri=True)
     try:
         return {int(job): str(state) for job, state in db.execute("SELECT id, state FROM jobs")}
     finally:
@@ -289,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     options = _parse_args(argv)
     logging.basicConfig(
         level=logging.INFO,
-        format="%(asctime)s.%(msecs)03d %(name)-15s %(message)s",
+        # Short: the demo prints these lines indented, within 80 columns.
+        format="%(asctime)s.%(msecs)03d %(message)s",
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
