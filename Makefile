@@ -5,6 +5,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+# Most tests wait on subprocesses, sockets and signals rather than the CPU.
+PYTEST_WORKERS ?= 4
 
 .DEFAULT_GOAL := help
 .PHONY: help install demo test lint format typecheck pytest docs bench clean
@@ -44,7 +46,7 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	rm -f .coverage .coverage.*
-	$(BIN)/coverage run -m pytest
+	$(BIN)/coverage run -m pytest -n $(PYTEST_WORKERS)
 	$(BIN)/coverage combine --quiet
 	$(BIN)/coverage report
 
