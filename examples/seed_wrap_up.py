@@ -17,7 +17,7 @@ Run it and press Ctrl-C (or ``kill -TERM <pid>``)::
     python examples/seed_wrap_up.py
 
 or let it drive itself: clients connect, SIGTERM is sent mid-flight, and the
-log and the report are printed (this is ``make demo``)::
+log and the report are printed::
 
     python examples/seed_wrap_up.py --demo [--backend trio]
 """
