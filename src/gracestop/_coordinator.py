@@ -54,6 +54,8 @@ from .instrumentation import (
     WrapUpTimeUp,
     _check_observers,
     _Dispatcher,
+    _names,
+    _secs,
     get_observers,
 )
 
@@ -1186,20 +1188,6 @@ def _child_trigger(parent: Trigger) -> Trigger:
     the parent does (a signal or a manual trigger)."""
     kind: Literal["manual", "exit"] = "manual" if parent.kind in ("signal", "manual") else "exit"
     return Trigger(kind, reason=f"enclosing coordinator: {parent.describe()}")
-
-
-def _names(items: list[str], limit: int = 10) -> str:
-    """A list for a log line: the first ``limit`` items, then how many more."""
-    shown = ", ".join(items[:limit])
-    return f"{shown} and {len(items) - limit} more" if len(items) > limit else shown
-
-
-def _secs(value: float | None) -> str:
-    if value is None:
-        return "no limit"
-    if value < 1:
-        return f"{value * 1000:.0f}ms"
-    return f"{value:.3g}s" if value < 100 else f"{value:.0f}s"
 
 
 def _rel(value: float | None, t0: float) -> float | None:
