@@ -352,6 +352,55 @@ async def test_websocket_is_a_hold_and_closed_with_1001_after_wrap_up() -> None:
     assert report.open_holds == ("websocket /ws",)
 
 
+async def test_open_websockets_share_one_watcher_that_requests_never_wake() -> None:
+    """Each session used to run a watcher of its own that every finished request
+    woke: the tasks must not grow with the sessions, and a request wakes none."""
+    log: list[str] = []
+    sessions = 20
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await ok_app(scope, receive, send)
+        else:
+            await echo_ws_app(log)(scope, receive, send)
+
+    coord = ShutdownCoordinator(signals=(), wrap_up_time=0.5, wait_time=5)
+    middleware = ShutdownMiddleware(app, coord)
+    clients = [WebSocketClient(middleware) for _ in range(sessions)]
+    wakeups = 0
+    try:
+        async with coord, anyio.create_task_group() as tg:
+            baseline = len(anyio.get_running_tasks())
+            for ws in clients:
+                tg.start_soon(ws.run)
+                await ws.send({"type": "websocket.connect"})
+                assert (await ws.next())["type"] == "websocket.accept"
+            tasks = anyio.get_running_tasks()
+            # One task per client session (the server's), one watcher in all.
+            assert len(tasks) == baseline + sessions + 1
+            assert [t.name for t in tasks].count("gracestop websocket closer") == 1
+            # Finished requests set the coordinator's shared event; nobody waits on it.
+            original = coord._set_changed
+
+            def counting() -> None:
+                nonlocal wakeups
+                if coord._changed is not None:
+                    wakeups += 1
+                original()
+
+            coord._set_changed = counting  # type: ignore[method-assign]
+            for _ in range(10):
+                assert (await call_http(middleware, http_scope("/"))).status == 200
+            assert wakeups == 0
+            coord.shutdown()
+            for ws in clients:
+                assert (await ws.next())["code"] == GOING_AWAY
+    finally:
+        for ws in clients:
+            ws.close()
+    assert log == ["handler cancelled"] * sessions
+
+
 async def test_close_websockets_now_with_a_code() -> None:
     log: list[str] = []
     async with ShutdownCoordinator(signals=()) as coord:

@@ -16,14 +16,13 @@ Two pieces, both pure ASGI 3 with no third-party dependency:
 
 from __future__ import annotations
 
-import builtins
 import functools
-import importlib
 import logging
 import os
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -73,19 +72,9 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 GOING_AWAY = 1001
 
 _HTTP1 = ("1.0", "1.1")
-# Built in from Python 3.11; anyio brings the backport before that.
-_GROUP: type[BaseException] = (
-    getattr(builtins, "BaseExceptionGroup", None)
-    or importlib.import_module("exceptiongroup").BaseExceptionGroup
-)
-
-
-def _only_member(exc: BaseException) -> BaseException | None:
-    """The single exception inside an exception group of one, else None."""
-    members: tuple[BaseException, ...] = (
-        getattr(exc, "exceptions", ()) if isinstance(exc, _GROUP) else ()
-    )
-    return members[0] if len(members) == 1 else None
+# Hold names kept per (method, path); paths with ids in them are not all kept.
+_NAME_CACHE_SIZE = 1024
+_WATCHER = "gracestop websocket closer"
 
 
 class ShutdownMiddleware:
@@ -154,6 +143,12 @@ class ShutdownMiddleware:
         self._coordinator = coordinator
         self._bound: ShutdownCoordinator | None = None
         self._sessions: set[_Session] = set()
+        # One watcher per coordinator closes the websockets at the end of the
+        # wrap-up window, however many sessions are open.
+        self._watched: weakref.WeakSet[ShutdownCoordinator] = weakref.WeakSet()
+        self._http_count = 0
+        self._http_idle: anyio.Event | None = None
+        self._hold_names: dict[tuple[str, str | None], str] = {}
 
     @property
     def coordinator(self) -> ShutdownCoordinator | None:
@@ -217,9 +212,30 @@ class ShutdownMiddleware:
             await self._probe(coord, scope, send, liveness(coord))
             return
         method = scope.get("method", "GET")
-        closing_send = functools.partial(_close_connection_after_trigger, coord, scope, send)
-        async with coord.hold(f"http {method} {path}"):
-            await self.app(scope, receive, closing_send)
+        key = (method, path)
+        name = self._hold_names.get(key)
+        if name is None:
+            name = f"http {method} {path}"
+            if len(self._hold_names) < _NAME_CACHE_SIZE:
+                self._hold_names[key] = name
+        if scope.get("http_version", "1.1") in _HTTP1:
+            send = _ClosingSend(coord, send)
+        self._http_count += 1
+        try:
+            async with coord.hold(name):
+                await self.app(scope, receive, send)
+        finally:
+            self._http_count -= 1
+            if not self._http_count and self._http_idle is not None:
+                self._http_idle.set()
+                self._http_idle = None
+
+    async def _no_http_requests(self) -> None:
+        """Return once no HTTP request is in flight through this middleware."""
+        while self._http_count:
+            if self._http_idle is None:
+                self._http_idle = anyio.Event()
+            await self._http_idle.wait()
 
     async def _probe(
         self, coord: ShutdownCoordinator, scope: Scope, send: Send, answer: ProbeAnswer
@@ -240,12 +256,35 @@ class ShutdownMiddleware:
         self, coord: ShutdownCoordinator, scope: Scope, receive: Receive, send: Send
     ) -> None:
         session = _Session(send)
+        if coord.state.rank > State.WRAPPING_UP.rank:
+            session.request_close(GOING_AWAY)
+        elif coord not in self._watched and coord._tg is not None:
+            self._watched.add(coord)
+            coord._tg.start_soon(self._close_after_wrap_up, coord, name=_WATCHER)
         self._sessions.add(session)
         try:
             async with coord.hold(f"websocket {scope.get('path')}"):
-                await session.run(self.app, coord, scope, receive)
+                await session.run(self.app, scope, receive)
         finally:
             self._sessions.discard(session)
+
+    async def _close_after_wrap_up(self, coord: ShutdownCoordinator) -> None:
+        await coord.wait_for(State.SHUTTING_DOWN)
+        await self.close_websockets()
+
+
+class _ClosingSend:
+    """An HTTP/1.x request's ``send``: a response start after the trigger gets
+    ``Connection: close``."""
+
+    __slots__ = ("_coord", "_send")
+
+    def __init__(self, coord: ShutdownCoordinator, send: Send) -> None:
+        self._coord = coord
+        self._send = send
+
+    async def __call__(self, message: Message) -> None:
+        await _close_connection_after_trigger(self._coord, {}, self._send, message)
 
 
 async def _close_connection_after_trigger(
@@ -298,25 +337,13 @@ class _Session:
 
         return receive_and_watch
 
-    async def run(
-        self, app: ASGIApp, coord: ShutdownCoordinator, scope: Scope, receive: Receive
-    ) -> None:
+    async def run(self, app: ASGIApp, scope: Scope, receive: Receive) -> None:
         try:
             with anyio.CancelScope() as app_scope:
                 self._app_scope = app_scope
                 if self.close_code is not None:
                     app_scope.cancel()
-                try:
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(self._close_after_wrap_up, coord)
-                        await app(scope, self.receiver(receive), self.send)
-                        tg.cancel_scope.cancel()
-                except BaseException as exc:
-                    # The app's own exception, not a group of our making.
-                    inner = _only_member(exc)
-                    if inner is not None:
-                        raise inner from inner.__cause__
-                    raise
+                await app(scope, self.receiver(receive), self.send)
             if self.close_code is not None and not self.closed:
                 self.closed = True
                 close = {"type": "websocket.close", "code": self.close_code, "reason": "going away"}
@@ -328,10 +355,6 @@ class _Session:
                     logger.debug("websocket %s gone before its close: %r", scope.get("path"), exc)
         finally:
             self.done.set()
-
-    async def _close_after_wrap_up(self, coord: ShutdownCoordinator) -> None:
-        await coord._wait_until(lambda: coord.state.rank > State.WRAPPING_UP.rank)
-        self.request_close(GOING_AWAY)
 
 
 # ---------------------------------------------------------------------- lifespan
