@@ -31,6 +31,7 @@ async def test_wait_for_wakes_each_waiter_at_its_state_in_order() -> None:
                     coord.shutdown("test")
                     with anyio.fail_after(5):
                         await coord.wait_for(State.WRAPPING_UP)
+                    await anyio.wait_all_tasks_blocked()
                     # Closing holds does not wake a waiter for a later state.
                     assert seen == [State.DRAINING, State.WRAPPING_UP]
     assert seen == [State.DRAINING, State.WRAPPING_UP, State.SHUTTING_DOWN, State.STOPPED]
@@ -73,3 +74,13 @@ async def test_wrap_up_deadline_is_the_end_of_the_window() -> None:
             assert 1.5 < deadline - anyio.current_time() <= 2
     assert coord.wrap_up_deadline == deadline
 
+
+
+async def test_wrap_up_is_reached_with_its_deadline_known_without_drain() -> None:
+    async with ShutdownCoordinator(signals=(), wrap_up_time=1, wait_time=5) as coord:
+        async with coord.hold("request"):
+            coord.shutdown()
+            assert coord.state is State.WRAPPING_UP
+            with anyio.fail_after(5):
+                await coord.wait_for(State.WRAPPING_UP)
+            assert coord.wrap_up_deadline is not None

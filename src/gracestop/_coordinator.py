@@ -293,8 +293,9 @@ class ShutdownCoordinator(_Registrar):
         States only move forward (``RUNNING``, ``DRAINING``, ``WRAPPING_UP``,
         ``SHUTTING_DOWN``, ``STOPPED``), so this returns at once if ``state`` is
         behind already. A shutdown without drain delay skips ``DRAINING``;
-        waiting for it returns at the wrap-up phase. The waiter is woken by this
-        change only. Call it on the coordinator's event loop::
+        waiting for it returns at the wrap-up phase. ``WRAPPING_UP`` is reached
+        once the wrap-up phase has begun, when :attr:`wrap_up_deadline` is known.
+        The waiter is woken by this change only. Call it on the coordinator's event loop::
 
             await coord.wait_for(gracestop.State.SHUTTING_DOWN)
             await close_websockets()
@@ -303,17 +304,27 @@ class ShutdownCoordinator(_Registrar):
             TypeError: ``state`` is not a :class:`State`.
         """
         if not isinstance(state, State):
-            raise TypeError(f"state must be a gracestop.State; got {type(state).__name__} {state!r}")
-        if self._state.rank >= state.rank:
+            raise TypeError(
+                f"state must be a gracestop.State; got {type(state).__name__} {state!r}"
+            )
+        if self._reached_rank() >= state.rank:
             return
         event = self._state_events.get(state)
         if event is None:
             event = self._state_events[state] = anyio.Event()
         await event.wait()
 
+    def _reached_rank(self) -> int:
+        """The rank wait_for() goes by: ``WRAPPING_UP`` counts once the phase has
+        begun (``wrap_up_deadline`` is known), not at a trigger without drain."""
+        state = self._state
+        if state is State.WRAPPING_UP and self._wrap_up_deadline is None:
+            return State.DRAINING.rank
+        return state.rank
+
     def _wake_state_waiters(self) -> None:
         """Set the wait_for() events of every state reached (loop thread)."""
-        rank = self._state.rank
+        rank = self._reached_rank()
         for state in [s for s in self._state_events if s.rank <= rank]:
             self._state_events.pop(state).set()
 
@@ -836,6 +847,7 @@ class ShutdownCoordinator(_Registrar):
                 self._wrap_up_deadline = min(
                     anyio.current_time() + self._config.wrap_up_time, self._deadline
                 )
+                self._wake_state_waiters()
                 self._emit(
                     PhaseStarted(
                         "wrap_up", len(self._pending[Phase.WRAP_UP]), self._config.wrap_up_time
