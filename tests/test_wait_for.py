@@ -75,7 +75,6 @@ async def test_wrap_up_deadline_is_the_end_of_the_window() -> None:
     assert coord.wrap_up_deadline == deadline
 
 
-
 async def test_wrap_up_is_reached_with_its_deadline_known_without_drain() -> None:
     async with ShutdownCoordinator(signals=(), wrap_up_time=1, wait_time=5) as coord:
         async with coord.hold("request"):

@@ -179,16 +179,24 @@ FORCE_GRACE = 1.0
 
 
 async def drain(
-    middleware: ShutdownMiddleware, in_flight: InFlight, done: anyio.Event, seconds: float
+    middleware: ShutdownMiddleware,
+    in_flight: InFlight,
+    done: anyio.Event,
+    seconds: float,
+    after_websockets: Callable[[], None] | None = None,
 ) -> None:
     """Wait for a stopping server to finish; cut what still runs after ``seconds``.
 
     The websockets are closed (1001) at the end of the drain: once no HTTP
-    request is left, or just before the requests still running are cut.
+    request is left, or just before the requests still running are cut. Then
+    ``after_websockets`` is called (uvicorn is told to stop only then: its own
+    stop closes websockets at once, with 1012).
     """
     with anyio.move_on_after(seconds) as window:
         await middleware._no_http_requests()
     await middleware.close_websockets()
+    if after_websockets is not None:
+        after_websockets()
     with anyio.move_on_at(window.deadline):
         await done.wait()
     if not done.is_set():

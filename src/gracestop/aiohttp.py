@@ -119,7 +119,7 @@ class _Tracker:
                 if task is not None:
                     self.tasks.pop(task, None)
                 self.websockets.pop(task, None)
-                if not self.tasks and self._idle is not None:
+                if self._idle is not None:
                     self._idle.set()
 
     async def on_prepare(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
@@ -141,9 +141,9 @@ class _Tracker:
         response.headers[hdrs.CACHE_CONTROL] = "no-store"
         return response
 
-    async def wait_idle(self) -> None:
-        """Return once no request is in flight."""
-        while self.tasks:
+    async def wait_idle(self, *, http_only: bool = False) -> None:
+        """Return once no request (or no HTTP request: websockets aside) is in flight."""
+        while len(self.tasks) > (len(self.websockets) if http_only else 0):
             self._idle = anyio.Event()
             await self._idle.wait()
 
@@ -412,7 +412,11 @@ class _Server:
             for conn in list(server.connections):
                 conn.close()
         with anyio.move_on_at(started + budget):
-            await tracker.close_websockets()
+            # Websockets close at the end of the drain: once no HTTP request is
+            # left, or when the budget is up.
+            await tracker.wait_idle(http_only=True)
+        await tracker.close_websockets()
+        with anyio.move_on_at(started + budget):
             await tracker.wait_idle()
         if tracker.tasks:
             names = sorted(tracker.tasks.values())

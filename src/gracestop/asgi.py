@@ -37,6 +37,7 @@ from ._hooks import Hooks
 from ._report import ShutdownError, State
 from ._signals import loop_caller
 from ._watchdog import Watchdog
+from .instrumentation import Observer
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -75,6 +76,9 @@ _HTTP1 = ("1.0", "1.1")
 # Hold names kept per (method, path); paths with ids in them are not all kept.
 _NAME_CACHE_SIZE = 1024
 _WATCHER = "gracestop websocket closer"
+# Part of the wrap-up window (at most a quarter) left to the server after the
+# requests are cut: it finishes its drain and runs the app's lifespan shutdown.
+_SERVER_RESERVE = 0.5
 
 
 class ShutdownMiddleware:
@@ -365,6 +369,7 @@ def graceful(
     *,
     hooks: Hooks | Iterable[Hooks] | None = None,
     config: ShutdownConfig | None = None,
+    observers: Iterable[Observer] | None = None,
     readiness_path: str | None = "/readyz",
     liveness_path: str | None = "/livez",
     **overrides: Unpack[ConfigOverrides],
@@ -394,7 +399,8 @@ def graceful(
 
     Args:
         app: the ASGI app.
-        hooks, config, **overrides: as for :class:`~gracestop.ShutdownCoordinator`.
+        hooks, config, observers, **overrides: as for
+            :class:`~gracestop.ShutdownCoordinator`.
             ``signals`` names the signals taken over from the server (default
             SIGTERM and SIGINT).
         readiness_path, liveness_path: as for :class:`ShutdownMiddleware`.
@@ -403,6 +409,7 @@ def graceful(
         app,
         hooks=hooks,
         config=config,
+        observers=observers,
         readiness_path=readiness_path,
         liveness_path=liveness_path,
         **overrides,
@@ -426,13 +433,17 @@ class GracefulApp:
         *,
         hooks: Hooks | Iterable[Hooks] | None = None,
         config: ShutdownConfig | None = None,
+        observers: Iterable[Observer] | None = None,
         readiness_path: str | None = "/readyz",
         liveness_path: str | None = "/livez",
         **overrides: Unpack[ConfigOverrides],
     ) -> None:
+        from ._serving import InFlight  # _serving imports this module
+
         self.middleware = ShutdownMiddleware(
             app, readiness_path=readiness_path, liveness_path=liveness_path
         )
+        self._in_flight = InFlight(self.middleware)
         self.app = app
         if config is None:
             config = ShutdownConfig()
@@ -448,7 +459,8 @@ class GracefulApp:
         # handlers taken over here, never through a listener of its own.
         self._config = config.replace(signals=())
         # Validated now rather than at startup, where an error is harder to read.
-        ShutdownCoordinator(self._config, hooks=hooks)
+        self._observers = None if observers is None else tuple(observers)
+        ShutdownCoordinator(self._config, hooks=hooks, observers=self._observers)
         self._hooks = hooks
         self.coordinator: ShutdownCoordinator | None = None
 
@@ -457,13 +469,13 @@ class GracefulApp:
         if scope.get("type") == "lifespan":
             await self._lifespan(scope, receive, send)
         else:
-            await self.middleware(scope, receive, send)
+            await self._in_flight(scope, receive, send)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
         if message.get("type") != "lifespan.startup":
             raise ShutdownError(f"lifespan must begin with lifespan.startup; got {message!r}")
-        coord = ShutdownCoordinator(self._config, hooks=self._hooks)
+        coord = ShutdownCoordinator(self._config, hooks=self._hooks, observers=self._observers)
         state = scope.get("state")
         if isinstance(state, MutableMapping):
             state["gracestop"] = coord
@@ -482,6 +494,7 @@ class GracefulApp:
                         kind = "lifespan.shutdown"
                         takeover.install()
                         tg.start_soon(takeover.forward_after_drain, name="gracestop forward")
+                        tg.start_soon(self._end_drain, coord, name="gracestop end of drain")
                         # The shutdown phase waits for the server's own drain
                         # (lifespan.shutdown comes once its connections are closed)
                         # and for the app's lifespan shutdown, which may still use
@@ -504,6 +517,33 @@ class GracefulApp:
             await send({"type": f"{kind}.failed", "message": failure})
         else:
             await send({"type": f"{kind}.complete"})
+
+    async def _end_drain(self, coord: ShutdownCoordinator) -> None:
+        """End the server's drain before the wrap-up window does.
+
+        Websockets are closed (1001) once no HTTP request is left; the requests
+        still running shortly before the window ends (streams, slow requests) are
+        cut. The server then finishes its drain and sends ``lifespan.shutdown``,
+        so the app's lifespan shutdown and then the shutdown hooks run after the
+        last request, whatever ``--timeout-graceful-shutdown`` says.
+        """
+        await coord.wait_for(State.WRAPPING_UP)
+        window_end = coord.wrap_up_deadline
+        if window_end is None:
+            # Forced to stop before the wrap-up phase: nothing left to wait for.
+            window_end = anyio.current_time()
+        left = max(0.0, window_end - anyio.current_time())
+        cut_at = window_end - min(_SERVER_RESERVE, left / 4)
+        with anyio.move_on_at(cut_at):
+            await self.middleware._no_http_requests()
+        await self.middleware.close_websockets()
+        await anyio.sleep_until(cut_at)
+        if self.middleware._http_count:
+            logger.warning(
+                "cutting %d request(s) still running at the end of the wrap-up window",
+                self.middleware._http_count,
+            )
+        self._in_flight.cut()
 
 
 async def _expect(receive: Receive, kind: str) -> None:

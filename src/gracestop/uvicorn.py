@@ -157,8 +157,14 @@ async def serve(
         # Typed int by uvicorn, used as a float (asyncio.wait_for's timeout).
         config.timeout_graceful_shutdown = left + FORCE_GRACE  # type: ignore[assignment]
         logger.info("uvicorn: no longer accepting; draining for at most %.3gs", left)
+        # Stop accepting now; uvicorn's own stop comes once the websockets are
+        # closed with 1001, since it would close them with 1012 at once.
+        for listener in server.servers:
+            listener.close()
+        await drain(middleware, in_flight, done, left, stop)
+
+    def stop() -> None:
         server.should_exit = True
-        await drain(middleware, in_flight, done, left)
 
     async def run() -> None:
         uvicorn_logger.addHandler(errors)
