@@ -143,6 +143,9 @@ async def test_serve_checks_its_arguments() -> None:
             await serve(App(), coord, graceful_timeout=3)
         with pytest.raises(TypeError, match="unknown hypercorn option no_such_option=1"):
             await serve(App(), coord, no_such_option=1)
+        other = ShutdownMiddleware(App(), ShutdownCoordinator(signals=()))
+        with pytest.raises(ValueError, match=r"bound to <ShutdownCoordinator #\d+ idle>, not to"):
+            await serve(other, coord, **BIND)
         coord.shutdown()
         with pytest.raises(ShutdownError, match="running coordinator"):
             await serve(App(), coord, **BIND)

@@ -133,12 +133,12 @@ async def serve(
             f"serve() sets {', '.join(owned)} itself; got {owned[0]}={uvicorn_config[owned[0]]!r}"
         )
     coord = check_running(coord)
+    middleware = check_middleware(app, coord)
     if not running_on_asyncio():
         raise ShutdownError(
             "gracestop.uvicorn.serve() needs the asyncio backend (uvicorn runs on asyncio "
             "only); on trio use gracestop.hypercorn.serve()"
         )
-    middleware = check_middleware(app, coord)
     in_flight = InFlight(middleware)
     config = uvicorn.Config(in_flight, **uvicorn_config)
     errors = _ErrorLog()
