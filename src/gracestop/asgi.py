@@ -189,9 +189,10 @@ class ShutdownMiddleware:
         """Close every open websocket session now and wait until they are closed.
 
         Each session gets ``websocket.close`` with ``code`` (unless it is already
-        closed) and its handler is cancelled. A server integration calls this at the
-        end of its drain; without it sessions are closed when the wrap-up window is
-        over.
+        closed) and its handler is cancelled. The server integrations call this at
+        the end of their drain (once no HTTP request is left, or just before the
+        requests still running are cut); without it sessions are closed when the
+        wrap-up window is over.
         """
         if isinstance(code, bool) or not isinstance(code, int):
             raise TypeError(f"code must be an int; got {type(code).__name__} {code!r}")
@@ -383,10 +384,17 @@ def graceful(
 
     On SIGTERM or SIGINT readiness turns to 503 at once and the server keeps
     serving for ``drain_delay``; then the signal is passed on to the server, which
-    stops listening and drains its connections while the wrap-up hooks run. The
-    shutdown phase starts once the server has drained (``lifespan.shutdown``) or
-    ``wrap_up_time`` is up. A second signal is passed on at once and forces the
-    quit. See :class:`GracefulApp`.
+    stops listening and drains its connections while the wrap-up hooks run.
+    Websockets are closed with 1001 once no HTTP request is left; shortly before
+    the wrap-up window ends (a quarter of it, at most 0.5 s) the requests still
+    running, streams included, are cut, so the server's drain ends and its
+    ``lifespan.shutdown`` comes: the app's lifespan shutdown runs, then the
+    shutdown hooks, after the last request. A second signal is passed on at once
+    and forces the quit. See :class:`GracefulApp`.
+
+    uvicorn's ``--timeout-graceful-shutdown`` is not needed; a value longer than
+    ``wrap_up_time`` changes nothing, a shorter one makes uvicorn cancel the
+    requests itself, earlier.
 
     Example (``main.py``, run with ``uvicorn main:app``)::
 
@@ -395,7 +403,9 @@ def graceful(
         @hooks.on_shutdown
         async def close_db() -> None: ...
 
-        app = gracestop.asgi.graceful(FastAPI(), hooks=hooks, drain_delay=5, wait_time=25)
+        app = gracestop.asgi.graceful(
+            FastAPI(), hooks=hooks, drain_delay=5, wrap_up_time=15, wait_time=25
+        )
 
     Args:
         app: the ASGI app.
