@@ -903,3 +903,70 @@ async def test_closing_a_websocket_whose_client_is_gone_raises_nothing() -> None
         assert ws.error is None
         assert log == ["handler cancelled"]
         assert coord.open_holds == ()
+
+
+async def test_graceful_cuts_what_still_runs_before_the_window_ends() -> None:
+    """Under a server's command line nobody else ends an endless request: the
+    wrapper closes websockets (1001), then cuts the request before the wrap-up
+    window ends, so the server drains, the app's lifespan shutdown runs and only
+    then the shutdown hooks."""
+    log: list[str] = []
+    lifespan_part = lifespan_app(log)
+    request_started = anyio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan_part(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await echo_ws_app([])(scope, receive, send)
+        else:
+            request_started.set()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                log.append("request cut")
+
+    app_ = graceful(app, hooks=recording_hooks(log), signals=(), wrap_up_time=2, wait_time=5)
+    ws = WebSocketClient(app_)
+    request_done = anyio.Event()
+
+    async def request() -> None:
+        async def receive() -> Message:
+            await anyio.sleep_forever()
+            raise AssertionError  # pragma: no cover
+
+        async def send(message: Message) -> None:
+            raise AssertionError(message)  # pragma: no cover
+
+        try:
+            await app_(http_scope("/endless"), receive, send)
+        finally:
+            request_done.set()
+
+    try:
+        async with serving(app_) as lifespan:
+            assert (await lifespan.ask("lifespan.startup"))["type"] == "lifespan.startup.complete"
+            coord = app_.coordinator
+            assert coord is not None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ws.run)
+                await ws.send({"type": "websocket.connect"})
+                assert (await ws.next())["type"] == "websocket.accept"
+                tg.start_soon(request)
+                await request_started.wait()
+                coord.shutdown("test")
+                with anyio.fail_after(TIMEOUT):
+                    # A server sends lifespan.shutdown once its connections are done.
+                    closing = await ws.next()
+                    assert "request cut" not in log  # websockets first
+                    await request_done.wait()
+                    await ws.ended.wait()
+                assert closing["code"] == GOING_AWAY
+                answer = await lifespan.ask("lifespan.shutdown")
+                assert answer == {"type": "lifespan.shutdown.complete"}
+    finally:
+        ws.close()
+    assert log == ["app startup", "wrap-up hook", "request cut", "app shutdown", "shutdown hook"]
+    report = coord.report
+    assert report is not None and report.ok and not report.forced
+    assert report.open_holds == ()
