@@ -20,6 +20,14 @@ flip and drain delay done by gracestop's lifespan wrapper::
 
     uvicorn examples.fastapi_app:cli_app --port 8000
 
+No ``--timeout-graceful-shutdown`` is needed there: shortly before the wrap-up
+window ends, the wrapper cuts the requests still running (endless streams) and
+closes websockets with 1001, so uvicorn's drain ends in time and the database
+closes after the last request. Given, the flag only matters below
+``wrap_up_time``, where uvicorn cancels the requests itself, earlier.
+``FASTAPI_APP_JSON_REPORT=1`` prints the report as a ``REPORT {json}`` line,
+``FASTAPI_APP_SLOW`` sets how long ``/slow`` takes.
+
 Endpoints: ``/`` (one SQLite write), ``/slow`` (1.5 s, then a write), ``/events``
 (an endless server-sent event stream), ``/ws`` (an echo websocket), ``/readyz``
 and ``/livez`` (from gracestop's middleware).
@@ -47,6 +55,7 @@ from fastapi.responses import StreamingResponse
 
 import gracestop
 import gracestop.asgi
+import gracestop.instrumentation
 import gracestop.uvicorn
 
 DEFAULTS = {"drain_delay": 5.0, "wrap_up_time": 20.0, "wait_time": 30.0}
@@ -229,7 +238,19 @@ def _close_cli_db() -> None:
     say(f"DB writes={cli_db.writes} used_after_close={cli_db.used_after_close}")
 
 
-cli_app = gracestop.asgi.graceful(create_app(cli_db), hooks=cli_hooks, config=config_from_env())
+def _print_report(event: gracestop.instrumentation.Event) -> None:
+    if isinstance(event, gracestop.instrumentation.ShutdownFinished) and os.environ.get(
+        "FASTAPI_APP_JSON_REPORT"
+    ):
+        say("REPORT " + json.dumps(event.report.to_dict()))
+
+
+cli_app = gracestop.asgi.graceful(
+    create_app(cli_db, slow_seconds=float(os.environ.get("FASTAPI_APP_SLOW", "1.5"))),
+    hooks=cli_hooks,
+    config=config_from_env(),
+    observers=[*gracestop.instrumentation.get_observers(), _print_report],
+)
 
 
 if __name__ == "__main__":

@@ -202,7 +202,7 @@ async def test_probe_paths_are_configurable_or_off(client: httpx.AsyncClient) ->
     app.router.add_get("/{tail:.*}", catch_all)
     async with coordinator() as coord:
         async with anyio.create_task_group() as tg:
-            url = await start(tg, app, coord, readyz="/health/ready", livez=None)
+            url = await start(tg, app, coord, readiness_path="/health/ready", liveness_path=None)
             ready = await client.get(url + "/health/ready")
             assert ready.json()["status"] == "ready"
             # Turned off or moved: the application answers.
@@ -474,9 +474,13 @@ async def test_serve_needs_a_running_coordinator() -> None:
         ({"port": True}, TypeError, "port must be an int; got bool True"),
         ({"port": 70000}, ValueError, "port must be between 0 and 65535; got 70000"),
         ({"port": -1}, ValueError, "port must be between 0 and 65535; got -1"),
-        ({"readyz": "readyz"}, ValueError, "readyz must start with"),
-        ({"livez": 5}, TypeError, "livez must be a str or None; got int 5"),
-        ({"readyz": "/z", "livez": "/z"}, ValueError, "readyz and livez must differ"),
+        ({"readiness_path": "readyz"}, ValueError, "readiness_path must start with"),
+        ({"liveness_path": 5}, TypeError, "liveness_path must be a str or None; got int 5"),
+        (
+            {"readiness_path": "/z", "liveness_path": "/z"},
+            ValueError,
+            "readiness_path and liveness_path must differ",
+        ),
         ({"shutdown_timeout": -1}, ValueError, "shutdown_timeout must be None or a positive"),
         ({"shutdown_timeout": [1]}, TypeError, "shutdown_timeout must be a duration"),
         ({"order": 1.5}, TypeError, "order must be an int; got float 1.5"),
@@ -506,7 +510,7 @@ async def test_setup_and_serve_refuse_bad_apps_and_a_second_coordinator() -> Non
         with pytest.raises(ShutdownError, match="set up already"):
             gracestop.aiohttp.setup(app, coordinator())
         with pytest.raises(ShutdownError, match="set up already"):
-            gracestop.aiohttp.setup(app, coord, readyz="/ready")
+            gracestop.aiohttp.setup(app, coord, readiness_path="/ready")
         frozen = web.Application()
         frozen.freeze()
         with pytest.raises(ShutdownError, match="started already"):

@@ -352,6 +352,55 @@ async def test_websocket_is_a_hold_and_closed_with_1001_after_wrap_up() -> None:
     assert report.open_holds == ("websocket /ws",)
 
 
+async def test_open_websockets_share_one_watcher_that_requests_never_wake() -> None:
+    """Each session used to run a watcher of its own that every finished request
+    woke: the tasks must not grow with the sessions, and a request wakes none."""
+    log: list[str] = []
+    sessions = 20
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await ok_app(scope, receive, send)
+        else:
+            await echo_ws_app(log)(scope, receive, send)
+
+    coord = ShutdownCoordinator(signals=(), wrap_up_time=0.5, wait_time=5)
+    middleware = ShutdownMiddleware(app, coord)
+    clients = [WebSocketClient(middleware) for _ in range(sessions)]
+    wakeups = 0
+    try:
+        async with coord, anyio.create_task_group() as tg:
+            baseline = len(anyio.get_running_tasks())
+            for ws in clients:
+                tg.start_soon(ws.run)
+                await ws.send({"type": "websocket.connect"})
+                assert (await ws.next())["type"] == "websocket.accept"
+            tasks = anyio.get_running_tasks()
+            # One task per client session (the server's), one watcher in all.
+            assert len(tasks) == baseline + sessions + 1
+            assert [t.name for t in tasks].count("gracestop websocket closer") == 1
+            # Finished requests set the coordinator's shared event; nobody waits on it.
+            original = coord._set_changed
+
+            def counting() -> None:
+                nonlocal wakeups
+                if coord._changed is not None:
+                    wakeups += 1
+                original()
+
+            coord._set_changed = counting  # type: ignore[method-assign]
+            for _ in range(10):
+                assert (await call_http(middleware, http_scope("/"))).status == 200
+            assert wakeups == 0
+            coord.shutdown()
+            for ws in clients:
+                assert (await ws.next())["code"] == GOING_AWAY
+    finally:
+        for ws in clients:
+            ws.close()
+    assert log == ["handler cancelled"] * sessions
+
+
 async def test_close_websockets_now_with_a_code() -> None:
     log: list[str] = []
     async with ShutdownCoordinator(signals=()) as coord:
@@ -854,3 +903,70 @@ async def test_closing_a_websocket_whose_client_is_gone_raises_nothing() -> None
         assert ws.error is None
         assert log == ["handler cancelled"]
         assert coord.open_holds == ()
+
+
+async def test_graceful_cuts_what_still_runs_before_the_window_ends() -> None:
+    """Under a server's command line nobody else ends an endless request: the
+    wrapper closes websockets (1001), then cuts the request before the wrap-up
+    window ends, so the server drains, the app's lifespan shutdown runs and only
+    then the shutdown hooks."""
+    log: list[str] = []
+    lifespan_part = lifespan_app(log)
+    request_started = anyio.Event()
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan_part(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await echo_ws_app([])(scope, receive, send)
+        else:
+            request_started.set()
+            try:
+                await anyio.sleep_forever()
+            finally:
+                log.append("request cut")
+
+    app_ = graceful(app, hooks=recording_hooks(log), signals=(), wrap_up_time=2, wait_time=5)
+    ws = WebSocketClient(app_)
+    request_done = anyio.Event()
+
+    async def request() -> None:
+        async def receive() -> Message:
+            await anyio.sleep_forever()
+            raise AssertionError  # pragma: no cover
+
+        async def send(message: Message) -> None:
+            raise AssertionError(message)  # pragma: no cover
+
+        try:
+            await app_(http_scope("/endless"), receive, send)
+        finally:
+            request_done.set()
+
+    try:
+        async with serving(app_) as lifespan:
+            assert (await lifespan.ask("lifespan.startup"))["type"] == "lifespan.startup.complete"
+            coord = app_.coordinator
+            assert coord is not None
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ws.run)
+                await ws.send({"type": "websocket.connect"})
+                assert (await ws.next())["type"] == "websocket.accept"
+                tg.start_soon(request)
+                await request_started.wait()
+                coord.shutdown("test")
+                with anyio.fail_after(TIMEOUT):
+                    # A server sends lifespan.shutdown once its connections are done.
+                    closing = await ws.next()
+                    assert "request cut" not in log  # websockets first
+                    await request_done.wait()
+                    await ws.ended.wait()
+                assert closing["code"] == GOING_AWAY
+                answer = await lifespan.ask("lifespan.shutdown")
+                assert answer == {"type": "lifespan.shutdown.complete"}
+    finally:
+        ws.close()
+    assert log == ["app startup", "wrap-up hook", "request cut", "app shutdown", "shutdown hook"]
+    report = coord.report
+    assert report is not None and report.ok and not report.forced
+    assert report.open_holds == ()

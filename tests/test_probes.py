@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -179,7 +180,7 @@ async def test_default_host_follows_kubernetes(
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     assert default_host() == "127.0.0.1"
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
-    assert default_host() == "0.0.0.0"
+    assert default_host() == ""
     async with ShutdownCoordinator(signals=()) as coord:
         with caplog.at_level(logging.INFO, logger="gracestop"):
             async with anyio.create_task_group() as tg:
@@ -187,7 +188,32 @@ async def test_default_host_follows_kubernetes(
                 async with client(port) as c:
                     assert (await c.get("/readyz")).status_code == 200
                 tg.cancel_scope.cancel()
-    assert f"serving probes on 0.0.0.0 port {port}" in caplog.text
+    assert f"serving probes on all interfaces port {port}" in caplog.text
+
+
+def _has_ipv6_loopback() -> bool:
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_ipv6_loopback(), reason="this machine has no IPv6 loopback (::1)")
+async def test_every_interface_answers_ipv4_and_ipv6(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In Kubernetes the pod's IP may be IPv6 only: both families are bound."""
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    async with ShutdownCoordinator(signals=()) as coord:
+        async with anyio.create_task_group() as tg:
+            port = await tg.start(functools.partial(serve_probes, coord, port=0))
+            for host in ("127.0.0.1", "[::1]"):
+                async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=10) as c:
+                    answer = await c.get("/readyz")
+                    assert answer.status_code == 200, host
+            tg.cancel_scope.cancel()
 
 
 @pytest.mark.parametrize(
@@ -195,7 +221,6 @@ async def test_default_host_follows_kubernetes(
     [
         ({"coord": None}, TypeError, "coord must be a ShutdownCoordinator"),
         ({"host": 127001}, TypeError, "host must be a str or None"),
-        ({"host": ""}, ValueError, "host must not be empty"),
         ({"port": "8081"}, TypeError, "port must be an int"),
         ({"port": True}, TypeError, "port must be an int"),
         ({"port": 70000}, ValueError, "port must be between 0 and 65535"),

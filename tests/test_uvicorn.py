@@ -166,6 +166,9 @@ async def test_serve_checks_its_arguments() -> None:
     async with coordinator() as coord:
         with pytest.raises(TypeError, match="timeout_graceful_shutdown=3"):
             await serve(App(), coord, timeout_graceful_shutdown=3)
+        other = ShutdownMiddleware(App(), ShutdownCoordinator(signals=()))
+        with pytest.raises(ValueError, match=r"bound to <ShutdownCoordinator #\d+ idle>, not to"):
+            await serve(other, coord, **OPTIONS)
         coord.shutdown()
         with pytest.raises(ShutdownError, match="running coordinator"):
             await serve(App(), coord, **OPTIONS)

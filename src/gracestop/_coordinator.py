@@ -207,6 +207,10 @@ class ShutdownCoordinator(_Registrar):
         self._trigger_event: anyio.Event | None = None
         self._finished_event: anyio.Event | None = None
         self._changed: anyio.Event | None = None
+        # One-shot events for wait_for(), set once their state is reached: a
+        # waiter is woken by that state change only, not by every hold or hook.
+        self._state_events: dict[State, anyio.Event] = {}
+        self._wrap_up_deadline: float | None = None
         self._listener: SignalListener | None = None
         self._diagnostics: Diagnostics | None = None
         self._watchdog: Watchdog | None = None
@@ -272,6 +276,60 @@ class ShutdownCoordinator(_Registrar):
     def signals(self) -> tuple[signal.Signals, ...]:
         """The signals this coordinator listens to (empty before entering)."""
         return self._listener.signals if self._listener is not None else ()
+
+    @property
+    def wrap_up_deadline(self) -> float | None:
+        """When the wrap-up window ends, on anyio's clock (``anyio.current_time()``).
+
+        ``None`` until the wrap-up phase starts; then ``wrap_up_time`` after its
+        start, or the ``wait_time`` deadline if that comes first. It does not
+        move when the phase ends early (no hook nor hold left)::
+
+            await coord.wait_for(State.WRAPPING_UP)
+            left = coord.wrap_up_deadline - anyio.current_time()
+        """
+        return self._wrap_up_deadline
+
+    async def wait_for(self, state: State) -> None:
+        """Return once the coordinator has reached ``state`` or gone past it.
+
+        States only move forward (``RUNNING``, ``DRAINING``, ``WRAPPING_UP``,
+        ``SHUTTING_DOWN``, ``STOPPED``), so this returns at once if ``state`` is
+        behind already. A shutdown without drain delay skips ``DRAINING``;
+        waiting for it returns at the wrap-up phase. ``WRAPPING_UP`` is reached
+        once the wrap-up phase has begun, when :attr:`wrap_up_deadline` is known.
+        The waiter is woken by this change only. Call it on the coordinator's event loop::
+
+            await coord.wait_for(gracestop.State.SHUTTING_DOWN)
+            await close_websockets()
+
+        Raises:
+            TypeError: ``state`` is not a :class:`State`.
+        """
+        if not isinstance(state, State):
+            raise TypeError(
+                f"state must be a gracestop.State; got {type(state).__name__} {state!r}"
+            )
+        if self._reached_rank() >= state.rank:
+            return
+        event = self._state_events.get(state)
+        if event is None:
+            event = self._state_events[state] = anyio.Event()
+        await event.wait()
+
+    def _reached_rank(self) -> int:
+        """The rank wait_for() goes by: ``WRAPPING_UP`` counts once the phase has
+        begun (``wrap_up_deadline`` is known), not at a trigger without drain."""
+        state = self._state
+        if state is State.WRAPPING_UP and self._wrap_up_deadline is None:
+            return State.DRAINING.rank
+        return state.rank
+
+    def _wake_state_waiters(self) -> None:
+        """Set the wait_for() events of every state reached (loop thread)."""
+        rank = self._reached_rank()
+        for state in [s for s in self._state_events if s.rank <= rank]:
+            self._state_events.pop(state).set()
 
     @property
     def open_holds(self) -> tuple[str, ...]:
@@ -457,6 +515,7 @@ class ShutdownCoordinator(_Registrar):
             self._arm_watchdog()
         self._emit(ShutdownTriggered(trigger, self._config.wait_time))
         self._on_loop(self._set_trigger_event)
+        self._on_loop(self._wake_state_waiters)
         with self._lock:
             children = list(self._children)
         for child in children:
@@ -617,6 +676,7 @@ class ShutdownCoordinator(_Registrar):
             raise
         with self._lock:
             self._state = State.RUNNING
+        self._wake_state_waiters()
         self._body_scope = anyio.CancelScope()
         self._body_scope.__enter__()
         self._context_token = _current.set(self)
@@ -822,6 +882,10 @@ class ShutdownCoordinator(_Registrar):
                 await self._drain()
                 self._set_state(State.WRAPPING_UP)
                 self._span_start("wrap_up")
+                self._wrap_up_deadline = min(
+                    anyio.current_time() + self._config.wrap_up_time, self._deadline
+                )
+                self._wake_state_waiters()
                 self._emit(
                     PhaseStarted(
                         "wrap_up", len(self._pending[Phase.WRAP_UP]), self._config.wrap_up_time
@@ -1046,6 +1110,7 @@ class ShutdownCoordinator(_Registrar):
         self._report = report
         with self._lock:
             self._state = State.STOPPED
+        self._wake_state_waiters()
         self._emit(ShutdownFinished(report, self._id))
         path = self._report_path()
         if path is not None:
@@ -1145,6 +1210,7 @@ class ShutdownCoordinator(_Registrar):
         with self._lock:
             if state.rank > self._state.rank:
                 self._state = state
+        self._on_loop(self._wake_state_waiters)
 
     def _span_start(self, name: str) -> None:
         self._spans[name] = [time.monotonic(), None]

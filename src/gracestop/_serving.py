@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,6 +12,7 @@ import anyio
 from ._coordinator import ShutdownCoordinator
 from ._hooks import HookContext
 from ._report import ShutdownError
+from .asgi import ShutdownMiddleware
 
 __all__ = [
     "FORCE_GRACE",
@@ -20,6 +20,7 @@ __all__ = [
     "InFlight",
     "ServerStartupError",
     "bound_addresses",
+    "check_middleware",
     "check_running",
     "drain",
     "run_server",
@@ -57,14 +58,12 @@ def wrap_up_left(coord: ShutdownCoordinator, ctx: HookContext, started: float) -
     for the app's lifespan shutdown, so that the server is done before the
     shutdown phase closes what requests use."""
     now = anyio.current_time()
-    window_start = started
-    span = coord._spans.get("wrap_up")
-    if span is not None and span[0] is not None:
-        # The phase may have begun before this hook: wrap-up hooks with a lower
-        # order ran first.
-        window_start = now - (time.monotonic() - span[0])
-    end = min(window_start + coord.config.wrap_up_time, ctx.deadline)
-    left = max(0.0, end - now)
+    # The phase may have begun before this hook: wrap-up hooks with a lower
+    # order ran first.
+    window_end = coord.wrap_up_deadline
+    if window_end is None:
+        window_end = started + coord.config.wrap_up_time
+    left = max(0.0, min(window_end, ctx.deadline) - now)
     return max(0.0, left - min(_LIFESPAN_RESERVE, left / 10))
 
 
@@ -179,10 +178,40 @@ async def run_server(
 FORCE_GRACE = 1.0
 
 
-async def drain(in_flight: InFlight, done: anyio.Event, seconds: float) -> None:
-    """Wait for a stopping server to finish; cut what still runs after ``seconds``."""
-    with anyio.move_on_after(seconds):
+async def drain(
+    middleware: ShutdownMiddleware,
+    in_flight: InFlight,
+    done: anyio.Event,
+    seconds: float,
+    after_websockets: Callable[[], None] | None = None,
+) -> None:
+    """Wait for a stopping server to finish; cut what still runs after ``seconds``.
+
+    The websockets are closed (1001) at the end of the drain: once no HTTP
+    request is left, or just before the requests still running are cut. Then
+    ``after_websockets`` is called (uvicorn is told to stop only then: its own
+    stop closes websockets at once, with 1012).
+    """
+    with anyio.move_on_after(seconds) as window:
+        await middleware._no_http_requests()
+    await middleware.close_websockets()
+    if after_websockets is not None:
+        after_websockets()
+    with anyio.move_on_at(window.deadline):
         await done.wait()
     if not done.is_set():
         in_flight.cut()
         await done.wait()
+
+
+def check_middleware(app: Any, coord: ShutdownCoordinator) -> ShutdownMiddleware:
+    """``app`` if it is a middleware bound to ``coord`` (or to none), else ``app``
+    wrapped in one for ``coord``."""
+    if not isinstance(app, ShutdownMiddleware):
+        return ShutdownMiddleware(app, coord)
+    if app.coordinator is not None and app.coordinator is not coord:
+        raise ValueError(
+            f"app is a ShutdownMiddleware bound to {app.coordinator!r}, "
+            f"not to the coordinator serve() was given ({coord!r})"
+        )
+    return app

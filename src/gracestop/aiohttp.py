@@ -87,10 +87,12 @@ _GOING_AWAY = b"server shutting down"
 class _Tracker:
     """Per-application state: the requests in flight and the open websockets."""
 
-    def __init__(self, coord: ShutdownCoordinator, readyz: str | None, livez: str | None) -> None:
+    def __init__(
+        self, coord: ShutdownCoordinator, readiness_path: str | None, liveness_path: str | None
+    ) -> None:
         self.coord = coord
-        self.readyz = readyz
-        self.livez = livez
+        self.readiness_path = readiness_path
+        self.liveness_path = liveness_path
         self.tasks: dict[asyncio.Task[Any], str] = {}
         # Keyed by the request's task: a request is a mapping and cannot be a key.
         self.websockets: dict[asyncio.Task[Any] | None, web.WebSocketResponse] = {}
@@ -98,9 +100,9 @@ class _Tracker:
 
     async def handle(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
         path = request.path
-        if path == self.readyz:
+        if path == self.readiness_path:
             return self._probe(request, readiness(self.coord))
-        if path == self.livez:
+        if path == self.liveness_path:
             return self._probe(request, liveness(self.coord))
         websocket = _is_websocket_upgrade(request)
         if websocket and not self.coord.accepting:
@@ -119,7 +121,7 @@ class _Tracker:
                 if task is not None:
                     self.tasks.pop(task, None)
                 self.websockets.pop(task, None)
-                if not self.tasks and self._idle is not None:
+                if self._idle is not None:
                     self._idle.set()
 
     async def on_prepare(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
@@ -141,9 +143,9 @@ class _Tracker:
         response.headers[hdrs.CACHE_CONTROL] = "no-store"
         return response
 
-    async def wait_idle(self) -> None:
-        """Return once no request is in flight."""
-        while self.tasks:
+    async def wait_idle(self, *, http_only: bool = False) -> None:
+        """Return once no request (or no HTTP request: websockets aside) is in flight."""
+        while len(self.tasks) > (len(self.websockets) if http_only else 0):
             self._idle = anyio.Event()
             await self._idle.wait()
 
@@ -177,8 +179,8 @@ def setup(
     app: web.Application,
     coord: ShutdownCoordinator,
     *,
-    readyz: str | None = "/readyz",
-    livez: str | None = "/livez",
+    readiness_path: str | None = "/readyz",
+    liveness_path: str | None = "/livez",
 ) -> None:
     """Install gracestop's middleware on ``app`` (before it starts).
 
@@ -189,8 +191,8 @@ def setup(
 
     The middleware goes first in ``app.middlewares``, so it sees every request:
 
-    - ``readyz`` answers 200 ``{"status": "ready", ...}`` while ``coord.ready``,
-      and 503 from the trigger on; ``livez`` answers 200 until the coordinator has
+    - ``readiness_path`` answers 200 ``{"status": "ready", ...}`` while ``coord.ready``,
+      and 503 from the trigger on; ``liveness_path`` answers 200 until the coordinator has
       stopped. Both bodies carry the coordinator's ``state``. Pass ``None`` to turn
       a probe off.
     - every other request, websockets included, is a ``coord.hold`` while it runs;
@@ -200,7 +202,7 @@ def setup(
     Example::
 
         app = web.Application()
-        gracestop.aiohttp.setup(app, coord, livez=None)
+        gracestop.aiohttp.setup(app, coord, liveness_path=None)
 
     Raises:
         TypeError: ``app`` is not a ``web.Application``, ``coord`` not a
@@ -209,29 +211,30 @@ def setup(
         ShutdownError: the application has started already (it is frozen) or was
             set up with another coordinator or other paths.
     """
-    _tracker_for(app, coord, readyz, livez)
+    _tracker_for(app, coord, readiness_path, liveness_path)
 
 
 def _tracker_for(
-    app: web.Application, coord: ShutdownCoordinator, readyz: object, livez: object
+    app: web.Application, coord: ShutdownCoordinator, readiness_path: object, liveness_path: object
 ) -> _Tracker:
     if not isinstance(app, web.Application):
         raise TypeError(f"app must be an aiohttp.web.Application; got {type(app).__name__}")
     if not isinstance(coord, ShutdownCoordinator):
         raise TypeError(f"coord must be a ShutdownCoordinator; got {type(coord).__name__}")
-    ready_path = check_path("readyz", readyz)
-    live_path = check_path("livez", livez)
+    ready_path = check_path("readiness_path", readiness_path)
+    live_path = check_path("liveness_path", liveness_path)
     if ready_path is not None and ready_path == live_path:
-        raise ValueError(f"readyz and livez must differ; both are {ready_path!r}")
+        raise ValueError(f"readiness_path and liveness_path must differ; both are {ready_path!r}")
     existing = app.get(_TRACKER)
     if existing is not None:
-        if existing.coord is not coord or (existing.readyz, existing.livez) != (
+        if existing.coord is not coord or (existing.readiness_path, existing.liveness_path) != (
             ready_path,
             live_path,
         ):
             raise ShutdownError(
                 "the application is set up already with "
-                f"{existing.coord!r} (readyz={existing.readyz!r}, livez={existing.livez!r})"
+                f"{existing.coord!r} (readiness_path={existing.readiness_path!r}, "
+                f"liveness_path={existing.liveness_path!r})"
             )
         return existing
     if app.frozen:
@@ -256,8 +259,8 @@ async def serve(
     *,
     host: str = "127.0.0.1",
     port: int = 8080,
-    readyz: str | None = "/readyz",
-    livez: str | None = "/livez",
+    readiness_path: str | None = "/readyz",
+    liveness_path: str | None = "/livez",
     shutdown_timeout: float | str | None = None,
     order: int = HOOK_ORDER,
     task_status: TaskStatus[list[tuple[str, int]]] = anyio.TASK_STATUS_IGNORED,
@@ -273,8 +276,8 @@ async def serve(
                 (host, port), *_ = await tg.start(gracestop.aiohttp.serve, app, coord, port=0)
                 print("listening on", port)
 
-    It installs the middleware of :func:`setup` (probes at ``readyz`` and
-    ``livez``), starts the server, and registers on ``coord`` a wrap-up hook named
+    It installs the middleware of :func:`setup` (probes at ``readiness_path`` and
+    ``liveness_path``), starts the server, and registers on ``coord`` a wrap-up hook named
     ``aiohttp <host>:<port>`` with ``order`` (:data:`HOOK_ORDER`, -1000, by
     default: the server drains before the application's own wrap-up hooks run).
     The hook closes websockets with code 1001, closes the listening socket and the
@@ -288,8 +291,8 @@ async def serve(
         coord: an entered coordinator whose shutdown has not begun.
         host: the address to bind.
         port: the TCP port; 0 picks a free one, reported through ``task_status``.
-        readyz: path of the readiness probe, or ``None``.
-        livez: path of the liveness probe, or ``None``.
+        readiness_path: path of the readiness probe, or ``None``.
+        liveness_path: path of the liveness probe, or ``None``.
         shutdown_timeout: the longest the requests in flight may take once the
             wrap-up phase has started (any duration form). The drain never lasts
             longer than the wrap-up time left, less a tenth of it (at most 0.5 s)
@@ -332,7 +335,7 @@ async def serve(
             "handle_signals cannot be passed to web.AppRunner through serve(): "
             "the coordinator handles the signals"
         )
-    tracker = _tracker_for(app, coord, readyz, livez)
+    tracker = _tracker_for(app, coord, readiness_path, liveness_path)
     if app.frozen:
         raise ShutdownError(
             "the application has started already (it is frozen); serve() runs it from the start"
@@ -412,7 +415,11 @@ class _Server:
             for conn in list(server.connections):
                 conn.close()
         with anyio.move_on_at(started + budget):
-            await tracker.close_websockets()
+            # Websockets close at the end of the drain: once no HTTP request is
+            # left, or when the budget is up.
+            await tracker.wait_idle(http_only=True)
+        await tracker.close_websockets()
+        with anyio.move_on_at(started + budget):
             await tracker.wait_idle()
         if tracker.tasks:
             names = sorted(tracker.tasks.values())

@@ -16,14 +16,13 @@ Two pieces, both pure ASGI 3 with no third-party dependency:
 
 from __future__ import annotations
 
-import builtins
 import functools
-import importlib
 import logging
 import os
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -38,6 +37,7 @@ from ._hooks import Hooks
 from ._report import ShutdownError, State
 from ._signals import loop_caller
 from ._watchdog import Watchdog
+from .instrumentation import Observer
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -73,19 +73,12 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 GOING_AWAY = 1001
 
 _HTTP1 = ("1.0", "1.1")
-# Built in from Python 3.11; anyio brings the backport before that.
-_GROUP: type[BaseException] = (
-    getattr(builtins, "BaseExceptionGroup", None)
-    or importlib.import_module("exceptiongroup").BaseExceptionGroup
-)
-
-
-def _only_member(exc: BaseException) -> BaseException | None:
-    """The single exception inside an exception group of one, else None."""
-    members: tuple[BaseException, ...] = (
-        getattr(exc, "exceptions", ()) if isinstance(exc, _GROUP) else ()
-    )
-    return members[0] if len(members) == 1 else None
+# Hold names kept per (method, path); paths with ids in them are not all kept.
+_NAME_CACHE_SIZE = 1024
+_WATCHER = "gracestop websocket closer"
+# Part of the wrap-up window (at most a quarter) left to the server after the
+# requests are cut: it finishes its drain and runs the app's lifespan shutdown.
+_SERVER_RESERVE = 0.5
 
 
 class ShutdownMiddleware:
@@ -154,6 +147,12 @@ class ShutdownMiddleware:
         self._coordinator = coordinator
         self._bound: ShutdownCoordinator | None = None
         self._sessions: set[_Session] = set()
+        # One watcher per coordinator closes the websockets at the end of the
+        # wrap-up window, however many sessions are open.
+        self._watched: weakref.WeakSet[ShutdownCoordinator] = weakref.WeakSet()
+        self._http_count = 0
+        self._http_idle: anyio.Event | None = None
+        self._hold_names: dict[tuple[str, str | None], str] = {}
 
     @property
     def coordinator(self) -> ShutdownCoordinator | None:
@@ -190,9 +189,10 @@ class ShutdownMiddleware:
         """Close every open websocket session now and wait until they are closed.
 
         Each session gets ``websocket.close`` with ``code`` (unless it is already
-        closed) and its handler is cancelled. A server integration calls this at the
-        end of its drain; without it sessions are closed when the wrap-up window is
-        over.
+        closed) and its handler is cancelled. The server integrations call this at
+        the end of their drain (once no HTTP request is left, or just before the
+        requests still running are cut); without it sessions are closed when the
+        wrap-up window is over.
         """
         if isinstance(code, bool) or not isinstance(code, int):
             raise TypeError(f"code must be an int; got {type(code).__name__} {code!r}")
@@ -217,9 +217,30 @@ class ShutdownMiddleware:
             await self._probe(coord, scope, send, liveness(coord))
             return
         method = scope.get("method", "GET")
-        closing_send = functools.partial(_close_connection_after_trigger, coord, scope, send)
-        async with coord.hold(f"http {method} {path}"):
-            await self.app(scope, receive, closing_send)
+        key = (method, path)
+        name = self._hold_names.get(key)
+        if name is None:
+            name = f"http {method} {path}"
+            if len(self._hold_names) < _NAME_CACHE_SIZE:
+                self._hold_names[key] = name
+        if scope.get("http_version", "1.1") in _HTTP1:
+            send = _ClosingSend(coord, send)
+        self._http_count += 1
+        try:
+            async with coord.hold(name):
+                await self.app(scope, receive, send)
+        finally:
+            self._http_count -= 1
+            if not self._http_count and self._http_idle is not None:
+                self._http_idle.set()
+                self._http_idle = None
+
+    async def _no_http_requests(self) -> None:
+        """Return once no HTTP request is in flight through this middleware."""
+        while self._http_count:
+            if self._http_idle is None:
+                self._http_idle = anyio.Event()
+            await self._http_idle.wait()
 
     async def _probe(
         self, coord: ShutdownCoordinator, scope: Scope, send: Send, answer: ProbeAnswer
@@ -240,12 +261,35 @@ class ShutdownMiddleware:
         self, coord: ShutdownCoordinator, scope: Scope, receive: Receive, send: Send
     ) -> None:
         session = _Session(send)
+        if coord.state.rank > State.WRAPPING_UP.rank:
+            session.request_close(GOING_AWAY)
+        elif coord not in self._watched and coord._tg is not None:
+            self._watched.add(coord)
+            coord._tg.start_soon(self._close_after_wrap_up, coord, name=_WATCHER)
         self._sessions.add(session)
         try:
             async with coord.hold(f"websocket {scope.get('path')}"):
-                await session.run(self.app, coord, scope, receive)
+                await session.run(self.app, scope, receive)
         finally:
             self._sessions.discard(session)
+
+    async def _close_after_wrap_up(self, coord: ShutdownCoordinator) -> None:
+        await coord.wait_for(State.SHUTTING_DOWN)
+        await self.close_websockets()
+
+
+class _ClosingSend:
+    """An HTTP/1.x request's ``send``: a response start after the trigger gets
+    ``Connection: close``."""
+
+    __slots__ = ("_coord", "_send")
+
+    def __init__(self, coord: ShutdownCoordinator, send: Send) -> None:
+        self._coord = coord
+        self._send = send
+
+    async def __call__(self, message: Message) -> None:
+        await _close_connection_after_trigger(self._coord, {}, self._send, message)
 
 
 async def _close_connection_after_trigger(
@@ -298,25 +342,13 @@ class _Session:
 
         return receive_and_watch
 
-    async def run(
-        self, app: ASGIApp, coord: ShutdownCoordinator, scope: Scope, receive: Receive
-    ) -> None:
+    async def run(self, app: ASGIApp, scope: Scope, receive: Receive) -> None:
         try:
             with anyio.CancelScope() as app_scope:
                 self._app_scope = app_scope
                 if self.close_code is not None:
                     app_scope.cancel()
-                try:
-                    async with anyio.create_task_group() as tg:
-                        tg.start_soon(self._close_after_wrap_up, coord)
-                        await app(scope, self.receiver(receive), self.send)
-                        tg.cancel_scope.cancel()
-                except BaseException as exc:
-                    # The app's own exception, not a group of our making.
-                    inner = _only_member(exc)
-                    if inner is not None:
-                        raise inner from inner.__cause__
-                    raise
+                await app(scope, self.receiver(receive), self.send)
             if self.close_code is not None and not self.closed:
                 self.closed = True
                 close = {"type": "websocket.close", "code": self.close_code, "reason": "going away"}
@@ -329,10 +361,6 @@ class _Session:
         finally:
             self.done.set()
 
-    async def _close_after_wrap_up(self, coord: ShutdownCoordinator) -> None:
-        await coord._wait_until(lambda: coord.state.rank > State.WRAPPING_UP.rank)
-        self.request_close(GOING_AWAY)
-
 
 # ---------------------------------------------------------------------- lifespan
 
@@ -342,6 +370,7 @@ def graceful(
     *,
     hooks: Hooks | Iterable[Hooks] | None = None,
     config: ShutdownConfig | None = None,
+    observers: Iterable[Observer] | None = None,
     readiness_path: str | None = "/readyz",
     liveness_path: str | None = "/livez",
     **overrides: Unpack[ConfigOverrides],
@@ -355,10 +384,17 @@ def graceful(
 
     On SIGTERM or SIGINT readiness turns to 503 at once and the server keeps
     serving for ``drain_delay``; then the signal is passed on to the server, which
-    stops listening and drains its connections while the wrap-up hooks run. The
-    shutdown phase starts once the server has drained (``lifespan.shutdown``) or
-    ``wrap_up_time`` is up. A second signal is passed on at once and forces the
-    quit. See :class:`GracefulApp`.
+    stops listening and drains its connections while the wrap-up hooks run.
+    Websockets are closed with 1001 once no HTTP request is left; shortly before
+    the wrap-up window ends (a quarter of it, at most 0.5 s) the requests still
+    running, streams included, are cut, so the server's drain ends and its
+    ``lifespan.shutdown`` comes: the app's lifespan shutdown runs, then the
+    shutdown hooks, after the last request. A second signal is passed on at once
+    and forces the quit. See :class:`GracefulApp`.
+
+    uvicorn's ``--timeout-graceful-shutdown`` is not needed; a value longer than
+    ``wrap_up_time`` changes nothing, a shorter one makes uvicorn cancel the
+    requests itself, earlier.
 
     Example (``main.py``, run with ``uvicorn main:app``)::
 
@@ -367,11 +403,14 @@ def graceful(
         @hooks.on_shutdown
         async def close_db() -> None: ...
 
-        app = gracestop.asgi.graceful(FastAPI(), hooks=hooks, drain_delay=5, wait_time=25)
+        app = gracestop.asgi.graceful(
+            FastAPI(), hooks=hooks, drain_delay=5, wrap_up_time=15, wait_time=25
+        )
 
     Args:
         app: the ASGI app.
-        hooks, config, **overrides: as for :class:`~gracestop.ShutdownCoordinator`.
+        hooks, config, observers, **overrides: as for
+            :class:`~gracestop.ShutdownCoordinator`.
             ``signals`` names the signals taken over from the server (default
             SIGTERM and SIGINT).
         readiness_path, liveness_path: as for :class:`ShutdownMiddleware`.
@@ -380,6 +419,7 @@ def graceful(
         app,
         hooks=hooks,
         config=config,
+        observers=observers,
         readiness_path=readiness_path,
         liveness_path=liveness_path,
         **overrides,
@@ -403,13 +443,17 @@ class GracefulApp:
         *,
         hooks: Hooks | Iterable[Hooks] | None = None,
         config: ShutdownConfig | None = None,
+        observers: Iterable[Observer] | None = None,
         readiness_path: str | None = "/readyz",
         liveness_path: str | None = "/livez",
         **overrides: Unpack[ConfigOverrides],
     ) -> None:
+        from ._serving import InFlight  # _serving imports this module
+
         self.middleware = ShutdownMiddleware(
             app, readiness_path=readiness_path, liveness_path=liveness_path
         )
+        self._in_flight = InFlight(self.middleware)
         self.app = app
         if config is None:
             config = ShutdownConfig()
@@ -425,7 +469,8 @@ class GracefulApp:
         # handlers taken over here, never through a listener of its own.
         self._config = config.replace(signals=())
         # Validated now rather than at startup, where an error is harder to read.
-        ShutdownCoordinator(self._config, hooks=hooks)
+        self._observers = None if observers is None else tuple(observers)
+        ShutdownCoordinator(self._config, hooks=hooks, observers=self._observers)
         self._hooks = hooks
         self.coordinator: ShutdownCoordinator | None = None
 
@@ -434,13 +479,13 @@ class GracefulApp:
         if scope.get("type") == "lifespan":
             await self._lifespan(scope, receive, send)
         else:
-            await self.middleware(scope, receive, send)
+            await self._in_flight(scope, receive, send)
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         message = await receive()
         if message.get("type") != "lifespan.startup":
             raise ShutdownError(f"lifespan must begin with lifespan.startup; got {message!r}")
-        coord = ShutdownCoordinator(self._config, hooks=self._hooks)
+        coord = ShutdownCoordinator(self._config, hooks=self._hooks, observers=self._observers)
         state = scope.get("state")
         if isinstance(state, MutableMapping):
             state["gracestop"] = coord
@@ -459,6 +504,7 @@ class GracefulApp:
                         kind = "lifespan.shutdown"
                         takeover.install()
                         tg.start_soon(takeover.forward_after_drain, name="gracestop forward")
+                        tg.start_soon(self._end_drain, coord, name="gracestop end of drain")
                         # The shutdown phase waits for the server's own drain
                         # (lifespan.shutdown comes once its connections are closed)
                         # and for the app's lifespan shutdown, which may still use
@@ -481,6 +527,33 @@ class GracefulApp:
             await send({"type": f"{kind}.failed", "message": failure})
         else:
             await send({"type": f"{kind}.complete"})
+
+    async def _end_drain(self, coord: ShutdownCoordinator) -> None:
+        """End the server's drain before the wrap-up window does.
+
+        Websockets are closed (1001) once no HTTP request is left; the requests
+        still running shortly before the window ends (streams, slow requests) are
+        cut. The server then finishes its drain and sends ``lifespan.shutdown``,
+        so the app's lifespan shutdown and then the shutdown hooks run after the
+        last request, whatever ``--timeout-graceful-shutdown`` says.
+        """
+        await coord.wait_for(State.WRAPPING_UP)
+        window_end = coord.wrap_up_deadline
+        if window_end is None:
+            # Forced to stop before the wrap-up phase: nothing left to wait for.
+            window_end = anyio.current_time()
+        left = max(0.0, window_end - anyio.current_time())
+        cut_at = window_end - min(_SERVER_RESERVE, left / 4)
+        with anyio.move_on_at(cut_at):
+            await self.middleware._no_http_requests()
+        await self.middleware.close_websockets()
+        await anyio.sleep_until(cut_at)
+        if self.middleware._http_count:
+            logger.warning(
+                "cutting %d request(s) still running at the end of the wrap-up window",
+                self.middleware._http_count,
+            )
+        self._in_flight.cut()
 
 
 async def _expect(receive: Receive, kind: str) -> None:

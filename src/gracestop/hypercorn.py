@@ -42,13 +42,13 @@ from ._serving import (
     InFlight,
     ServerStartupError,
     bound_addresses,
+    check_middleware,
     check_running,
     drain,
     run_server,
     running_on_asyncio,
     wrap_up_left,
 )
-from .asgi import ShutdownMiddleware
 
 __all__ = ["HOOK_ORDER", "ServerStartupError", "serve"]
 
@@ -118,7 +118,8 @@ async def serve(
 
     Call it inside ``async with coord:``, on asyncio or trio (the running backend
     picks ``hypercorn.asyncio`` or ``hypercorn.trio``). ``app`` is wrapped in
-    :class:`~gracestop.asgi.ShutdownMiddleware` unless it already is one.
+    :class:`~gracestop.asgi.ShutdownMiddleware` unless it already is one (bound to ``coord`` or
+    to none: a middleware bound to another coordinator is a ``ValueError``).
     ``config`` is a ``hypercorn.config.Config`` (copied, not changed);
     ``hypercorn_options`` set its attributes (``bind="0.0.0.0:8000"``,
     ``keep_alive_timeout=5``, ...), except ``graceful_timeout``, which
@@ -137,12 +138,13 @@ async def serve(
     Raises:
         ServerStartupError: an address could not be bound.
         ShutdownError: ``coord`` is not running (enter it first).
+        ValueError: ``app`` is a middleware bound to another coordinator.
         TypeError: bad ``coord`` or ``config``, an unknown option, or an option
             :func:`serve` owns.
     """
     config = _config(config, hypercorn_options)
     coord = check_running(coord)
-    middleware = app if isinstance(app, ShutdownMiddleware) else ShutdownMiddleware(app, coord)
+    middleware = check_middleware(app, coord)
     if running_on_asyncio():
         from hypercorn.asyncio.run import worker_serve
     else:
@@ -154,14 +156,13 @@ async def serve(
         started = anyio.current_time()
         if done.is_set():
             return
-        await middleware.close_websockets(code=1001)
         left = round(wrap_up_left(coord, ctx, started), 3)
         # hypercorn's own limit is only a backstop: at ``left`` the requests still
         # running are cut here, which ends them without a cancelled-task traceback.
         config.graceful_timeout = left + FORCE_GRACE
         logger.info("hypercorn: no longer accepting; draining for at most %.3gs", left)
         stop.set()
-        await drain(in_flight, done, left)
+        await drain(middleware, in_flight, done, left)
 
     sockets = _listen(config)
     in_flight = InFlight(middleware)

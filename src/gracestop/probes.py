@@ -43,10 +43,11 @@ _READ_SIZE = 16 * 1024
 
 
 def default_host() -> str:
-    """``0.0.0.0`` inside Kubernetes (``KUBERNETES_SERVICE_HOST`` is set), where the
-    kubelet probes the pod's IP; ``127.0.0.1`` elsewhere, so nothing is exposed by
+    """``""`` (every interface, IPv4 and IPv6) inside Kubernetes
+    (``KUBERNETES_SERVICE_HOST`` is set), where the kubelet probes the pod's IP,
+    whichever family it has; ``127.0.0.1`` elsewhere, so nothing is exposed by
     accident."""
-    return "0.0.0.0" if os.environ.get("KUBERNETES_SERVICE_HOST") else "127.0.0.1"
+    return "" if os.environ.get("KUBERNETES_SERVICE_HOST") else "127.0.0.1"
 
 
 async def serve_probes(
@@ -77,7 +78,8 @@ async def serve_probes(
 
     Args:
         coord: the coordinator whose state the probes report.
-        host: the address to bind; ``None`` for :func:`default_host`.
+        host: the address to bind; ``""`` for every interface of both families
+            (IPv4 and IPv6); ``None`` for :func:`default_host`.
         port: the TCP port; ``0`` for a free one.
         readiness_path: the readiness probe's path, or ``None`` for none.
         liveness_path: the liveness probe's path, or ``None`` for none.
@@ -90,8 +92,6 @@ async def serve_probes(
         )
     if host is not None and not isinstance(host, str):
         raise TypeError(f"host must be a str or None; got {type(host).__name__} {host!r}")
-    if host == "":
-        raise ValueError("host must not be empty; pass None for the default")
     if isinstance(port, bool) or not isinstance(port, int):
         raise TypeError(f"port must be an int; got {type(port).__name__} {port!r}")
     if not 0 <= port <= 65535:
@@ -115,10 +115,11 @@ async def serve_probes(
 
     server = _ProbeServer(coord, routes, float(idle_timeout))
     host = host if host is not None else default_host()
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port)
+    # No host: anyio binds every interface, one socket per address family.
+    listener = await anyio.create_tcp_listener(local_host=host or None, local_port=port)
     async with listener:
         bound = int(listener.extra(SocketAttribute.local_port))
-        logger.info("serving probes on %s port %d", host, bound)
+        logger.info("serving probes on %s port %d", host or "all interfaces", bound)
         task_status.started(bound)
         await listener.serve(server.handle)
 

@@ -46,13 +46,13 @@ from ._serving import (
     InFlight,
     ServerStartupError,
     bound_addresses,
+    check_middleware,
     check_running,
     drain,
     run_server,
     running_on_asyncio,
     wrap_up_left,
 )
-from .asgi import ShutdownMiddleware
 
 __all__ = ["HOOK_ORDER", "ServerStartupError", "serve"]
 
@@ -104,8 +104,9 @@ async def serve(
 
     Call it inside ``async with coord:``. ``app`` is wrapped in
     :class:`~gracestop.asgi.ShutdownMiddleware` (readiness, liveness, holds for
-    requests in flight) unless it already is one. ``uvicorn_config`` goes to
-    ``uvicorn.Config`` (``host``, ``port``, ``log_level``, ...), except
+    requests in flight) unless it already is one (bound to ``coord`` or
+    to none: a middleware bound to another coordinator is a ``ValueError``).
+    ``uvicorn_config`` goes to ``uvicorn.Config`` (``host``, ``port``, ``log_level``, ...), except
     ``timeout_graceful_shutdown``, which :func:`serve` sets at the shutdown from
     the wrap-up time left. Cancelling :func:`serve` (a forced quit does) cuts the
     requests in flight and stops the server without draining.
@@ -122,6 +123,7 @@ async def serve(
             has not been entered.
         ServerStartupError: the server could not start (the message says why,
             e.g. the address is in use).
+        ValueError: ``app`` is a middleware bound to another coordinator.
         TypeError: ``coord`` is not a coordinator, or an option ``serve`` owns
             (``timeout_graceful_shutdown``, ``app``) is given.
     """
@@ -131,12 +133,12 @@ async def serve(
             f"serve() sets {', '.join(owned)} itself; got {owned[0]}={uvicorn_config[owned[0]]!r}"
         )
     coord = check_running(coord)
+    middleware = check_middleware(app, coord)
     if not running_on_asyncio():
         raise ShutdownError(
             "gracestop.uvicorn.serve() needs the asyncio backend (uvicorn runs on asyncio "
             "only); on trio use gracestop.hypercorn.serve()"
         )
-    middleware = app if isinstance(app, ShutdownMiddleware) else ShutdownMiddleware(app, coord)
     in_flight = InFlight(middleware)
     config = uvicorn.Config(in_flight, **uvicorn_config)
     errors = _ErrorLog()
@@ -149,15 +151,20 @@ async def serve(
         started = anyio.current_time()
         if done.is_set():
             return
-        await middleware.close_websockets(code=1001)
         left = round(wrap_up_left(coord, ctx, started), 3)
         # uvicorn's own limit is only a backstop: at ``left`` the requests still
         # running are cut here, which ends them without a cancelled-task traceback.
         # Typed int by uvicorn, used as a float (asyncio.wait_for's timeout).
         config.timeout_graceful_shutdown = left + FORCE_GRACE  # type: ignore[assignment]
         logger.info("uvicorn: no longer accepting; draining for at most %.3gs", left)
+        # Stop accepting now; uvicorn's own stop comes once the websockets are
+        # closed with 1001, since it would close them with 1012 at once.
+        for listener in server.servers:
+            listener.close()
+        await drain(middleware, in_flight, done, left, stop)
+
+    def stop() -> None:
         server.should_exit = True
-        await drain(in_flight, done, left)
 
     async def run() -> None:
         uvicorn_logger.addHandler(errors)
