@@ -914,11 +914,14 @@ def test_demo_interrupted_with_ctrl_c_exits_130_and_stops_the_service() -> None:
     children = Path(f"/proc/{demo.pid}/task/{demo.pid}/children")
     service: list[int] = []
     end = time.monotonic() + 30
-    # Wait (bounded) until the demo has started its service, then interrupt it.
-    while not service and demo.poll() is None and time.monotonic() < end:
+    tasks = Path(f"/proc/{demo.pid}/task")
+    # Wait (bounded) until the demo has started its service and the threads that read
+    # the service's output (so it is past Popen), then interrupt it.
+    while demo.poll() is None and time.monotonic() < end:
         service = [int(pid) for pid in children.read_text().split()]
-        if not service:
-            threading.Event().wait(0.05)
+        if service and len(list(tasks.iterdir())) >= 3:
+            break
+        threading.Event().wait(0.05)
     try:
         assert service, "the demo started no service within 30s"
         demo.send_signal(signal.SIGINT)

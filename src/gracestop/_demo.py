@@ -420,8 +420,14 @@ def run_demo(options: DemoOptions) -> DemoResult:
             text=True,
             env=env,
         )
-        assert proc.stdout is not None and proc.stderr is not None
-        out, err = _Lines(proc.stdout), _Lines(proc.stderr)
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            out, err = _Lines(proc.stdout), _Lines(proc.stderr)
+        except BaseException:
+            # Ctrl-C right after the start: the service must not outlive the demo.
+            proc.kill()
+            proc.wait()
+            raise
         returncode: int | None = None
         try:
             ready = out.wait_for("READY ", _START_TIMEOUT)

@@ -105,6 +105,12 @@ def test_second_signal_reaches_uvicorn_at_once() -> None:
         assert "forcing the quit" in err, context
         assert "shutdown forced by signal" in err, context
         assert "Shutting down" in err, context
-        assert rc in (-signal.SIGTERM, -signal.SIGINT), context
+        # uvicorn re-raises the signals it caught once it has stopped; the status is
+        # then Python's: before 3.11, asyncio.run has no SIGINT handler and uvicorn's
+        # own `except KeyboardInterrupt` ends the process with 0.
+        if sys.version_info >= (3, 11):
+            assert rc in (-signal.SIGTERM, -signal.SIGINT), context
+        else:
+            assert rc in (0, -signal.SIGTERM, -signal.SIGINT), context
     finally:
         server.kill()
