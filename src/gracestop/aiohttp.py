@@ -27,14 +27,16 @@ The timeline after SIGTERM:
 1. At once: ``/readyz`` answers 503 and every response carries ``Connection: close``,
    so clients reconnect and load balancers stop routing here. Requests are still
    served, on new connections too, for the coordinator's ``drain_delay``.
-2. When the wrap-up phase starts: websockets are closed with code 1001 (going
-   away), the listening socket and the idle keep-alive connections are closed, and
-   the requests in flight get the wrap-up time left, less a tenth of it (at most
-   0.5 s), or ``shutdown_timeout`` if shorter, to finish. What is still running
-   then, such as an endless stream, is cancelled.
-3. ``runner.cleanup()`` runs the application's ``on_shutdown``, ``on_cleanup`` and
+2. When the wrap-up phase starts: the listening socket and the idle keep-alive
+   connections are closed, websocket upgrades get 503, and the requests in flight
+   get the wrap-up time left, less a tenth of it (at most 0.5 s), or
+   ``shutdown_timeout`` if shorter, to finish.
+3. At the end of the drain (once no HTTP request is left, or at the latest when
+   that time is up): websockets are closed with code 1001 (going away). What is
+   still running then, such as an endless stream, is cancelled.
+4. ``runner.cleanup()`` runs the application's ``on_shutdown``, ``on_cleanup`` and
    cleanup contexts.
-4. Then the application's own wrap-up hooks run (the server's hook has
+5. Then the application's own wrap-up hooks run (the server's hook has
    ``order=HOOK_ORDER``, -1000), then the shutdown hooks: after the last request.
 
 Every request (websockets included) is a :meth:`~gracestop.ShutdownCoordinator.hold`
@@ -269,20 +271,23 @@ async def serve(
     """Serve ``app`` on ``host:port`` until the coordinator has drained it.
 
     Call it inside ``async with ShutdownCoordinator() as coord:``, directly or with
-    ``tg.start`` to learn the addresses it is bound to (useful with ``port=0``)::
+    ``tg.start`` to learn the addresses it is bound to (useful with ``port=0``;
+    ``tg.start`` passes no keyword arguments, hence :func:`functools.partial`)::
 
         async with gracestop.Coordinator(drain_delay=5) as coord:
             async with anyio.create_task_group() as tg:
-                (host, port), *_ = await tg.start(gracestop.aiohttp.serve, app, coord, port=0)
+                (host, port), *_ = await tg.start(
+                    functools.partial(gracestop.aiohttp.serve, app, coord, port=0)
+                )
                 print("listening on", port)
 
     It installs the middleware of :func:`setup` (probes at ``readiness_path`` and
     ``liveness_path``), starts the server, and registers on ``coord`` a wrap-up hook named
     ``aiohttp <host>:<port>`` with ``order`` (:data:`HOOK_ORDER`, -1000, by
     default: the server drains before the application's own wrap-up hooks run).
-    The hook closes websockets with code 1001, closes the listening socket and the
-    idle connections, waits for the requests in flight, cancels those still
-    running when the drain time is up, and runs ``runner.cleanup()`` (the
+    The hook closes the listening socket and the idle connections, waits for the
+    HTTP requests in flight, then closes websockets with code 1001, cancels what
+    still runs when the drain time is up, and runs ``runner.cleanup()`` (the
     application's ``on_shutdown``, ``on_cleanup`` and cleanup contexts).
     :func:`serve` returns once that is done.
 

@@ -64,13 +64,14 @@ async def serve_probes(
 
     Start it in a task group inside the coordinator's block; it stops when the
     block's body is cancelled at the end of the shutdown. With
-    ``await tg.start(serve_probes, coord, port=0)`` the port actually bound is
-    returned (``port=0`` picks a free one).
+    ``await tg.start(functools.partial(serve_probes, coord, port=0))`` the port
+    actually bound is returned (``port=0`` picks a free one).
 
     - ``GET``/``HEAD`` on ``readiness_path``: 200 while ``coord.ready``, else 503.
     - ``GET``/``HEAD`` on ``liveness_path``: 200 until the coordinator has stopped.
     - Other paths: 404; other methods: 405; malformed or oversized requests: the
-      4xx status h11 names (400, or 431 for headers over 8 KiB), then the
+      4xx status h11 names (400; 431 for headers over 8 KiB; 413 for a body
+      over 64 KiB), then the
       connection is closed. Nothing a client sends stops the server.
     - Keep-alive is supported; a connection that sends nothing for
       ``idle_timeout`` seconds, or a client that takes longer than that to send a

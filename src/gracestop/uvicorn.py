@@ -15,10 +15,11 @@ its own signal handling off and lets the coordinator lead::
 
 On SIGTERM: ``/readyz`` answers 503 and responses carry ``Connection: close``
 while the server goes on serving for ``drain_delay``; when the wrap-up phase
-starts, websockets are closed with code 1001, the listener closes and the
-requests in flight finish within the wrap-up time left (what still runs then,
-an endless stream say, is cut); then the app's lifespan shutdown runs, and only
-then the coordinator's shutdown hooks (close the database there). A second
+starts, the listener closes and the HTTP requests in flight finish within the
+wrap-up time left; then (once no HTTP request is left, or when that time is up)
+websockets are closed with code 1001, and what still runs at the end of the
+window, an endless stream say, is cut; then the app's lifespan shutdown runs,
+and only then the coordinator's shutdown hooks (close the database there). A second
 signal cuts the requests in flight and stops the server at once.
 
 uvicorn runs on asyncio only: on trio, :func:`serve` raises
