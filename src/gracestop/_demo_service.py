@@ -169,6 +169,10 @@ class _Workers:
                 await anyio.to_thread.run_sync(self.store.save, [job], "done")
                 # Acknowledged only now that the row is committed.
                 await self.replies.send(f"DONE {job}")
+                if self.stop_taking.is_set():
+                    # Said inside the hold: the database closes only after this line.
+                    log.info("%s: job-%d committed; taking no more jobs", name, job)
+                    return
 
 
 async def _intake(
