@@ -904,8 +904,14 @@ def test_demo_on_trio_without_trio_says_what_to_install(
 def test_demo_interrupted_with_ctrl_c_exits_130_and_stops_the_service() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRACESTOP_")}
     env.pop("PYTHONWARNINGS", None)
+    # A child inherits an ignored SIGINT, and Python then installs no KeyboardInterrupt
+    # handler: start the demo with SIGINT as a terminal would deliver it.
+    start = (
+        "import signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from gracestop._cli import main; sys.exit(main(sys.argv[1:]))"
+    )
     demo = subprocess.Popen(
-        [sys.executable, "-m", "gracestop", "demo", "--no-http", "--job-time", "5s"],
+        [sys.executable, "-c", start, "demo", "--no-http", "--job-time", "5s"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
