@@ -838,7 +838,9 @@ def test_toml_without_a_toml_parser_says_what_to_install(
     monkeypatch.setitem(sys.modules, "tomli", None)
     with pytest.raises(
         ConfigSourceError,
-        match=re.escape(f"reading {path} needs tomli on Python < 3.11: pip install tomli"),
+        match=re.escape(
+            f"reading {path} needs tomli on Python < 3.11: pip install 'gracestop[toml]'"
+        ),
     ):
         load_config(file=path)
 

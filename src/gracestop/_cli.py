@@ -104,7 +104,7 @@ def _read_file(path: Path) -> object:
                 )
             except ImportError:
                 raise ConfigSourceError(
-                    f"reading {path} needs tomli on Python < 3.11: pip install tomli"
+                    f"reading {path} needs tomli on Python < 3.11: pip install 'gracestop[toml]'"
                 ) from None
             return toml.loads(data.decode())
         try:
