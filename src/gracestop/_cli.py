@@ -222,6 +222,8 @@ _NONE_MEANS = {
     "hard_exit": "auto (armed when the trigger is a signal)",
     "hook_timeout": "none",
     "diagnostics_dir": "default (<tempdir>/gracestop-<uid>)",
+    "report_file": "none (unless GRACESTOP_REPORT_FILE is set)",
+    "systemd_notify": "auto (when NOTIFY_SOCKET is set)",
 }
 
 
