@@ -230,15 +230,19 @@ def write_new_file(dir_fd: int, name: str, data: bytes, *, directory: str = "") 
 
 def _write_files(directory: str, files: list[tuple[str, bytes]], kind: str) -> list[Path]:
     """Write each (name, data) into the checked directory; log a refusal as ERROR."""
-    try:
-        dir_fd = open_safe_directory(directory)
-    except OSError as exc:
+
+    def refuse(exc: OSError) -> None:
         logger.error(
             "refusing to write the %s: %s; nothing written",
             kind,
             exc,
             extra={"gracestop_diagnostics": kind},
         )
+
+    try:
+        dir_fd = open_safe_directory(directory)
+    except OSError as exc:
+        refuse(exc)
         return []
     written: list[Path] = []
     try:
@@ -246,12 +250,7 @@ def _write_files(directory: str, files: list[tuple[str, bytes]], kind: str) -> l
             try:
                 final = write_new_file(dir_fd, name, data, directory=directory)
             except OSError as exc:
-                logger.error(
-                    "refusing to write the %s: %s; nothing written",
-                    kind,
-                    exc,
-                    extra={"gracestop_diagnostics": kind},
-                )
+                refuse(exc)
                 break
             written.append(Path(directory) / final)
     finally:

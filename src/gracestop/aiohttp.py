@@ -71,6 +71,7 @@ from ._serving import (
     running_on_asyncio,
     wrap_up_left,
 )
+from .instrumentation import _names
 
 __all__ = ["HOOK_ORDER", "ServerStartupError", "serve", "setup"]
 
@@ -428,14 +429,11 @@ class _Server:
             await tracker.wait_idle()
         if tracker.tasks:
             names = sorted(tracker.tasks.values())
-            shown = ", ".join(names[:10]) + (
-                f" and {len(names) - 10} more" if len(names) > 10 else ""
-            )
             logger.warning(
                 "%s: cancelling %d request(s) still running after the drain: %s",
                 self.label,
                 len(names),
-                shown,
+                _names(names),
             )
             tracker.cancel_all()
             with anyio.move_on_after(self.cancel_wait):
