@@ -189,3 +189,35 @@ def check_rollout(
     assert report["trigger"]["signal"] == "SIGTERM"
     assert {r["status"] for r in report["results"]} == {"ok"}, context
     assert report["open_holds"] == [], context
+
+
+def check_second_signal(
+    server: ServerProcess, drain_begun: str, open_holds: list[str] | None = None
+) -> None:
+    """A second SIGTERM while an endless stream holds the drain ends the process at
+    once: exit status 1, no traceback, a report that says the quit was forced.
+
+    ``drain_begun``: a pattern of the log line that tells the drain has begun;
+    ``open_holds``: the holds the report must name, when the server's hold names
+    are known.
+    """
+    port = server.listening()
+    thread, sse = in_thread(sse_stream, f"http://127.0.0.1:{port}")
+    server.expect(r"^SSE open$", 10)
+    server.signal(signal.SIGTERM)
+    server.expect_err(drain_begun, 10)
+    again = server.signal(signal.SIGTERM)
+    rc, out, err = server.wait(WAIT_TIME + 5)
+    exited = time.monotonic()
+    thread.join(10)
+    context = f"rc {rc}\n--- stdout:\n{out}\n--- stderr:\n{err}"
+    assert rc == 1, context
+    # Well before the drain of the stream (wrap-up time less a reserve) was up.
+    assert exited - again < 2.5, context
+    assert "received SIGTERM again: forcing the quit" in err, context
+    assert "Traceback" not in err and "InvalidStateError" not in err, context
+    report = server.report()
+    assert report["forced"] is True and report["forced_by"] == "signal", context
+    if open_holds is not None:
+        assert report["open_holds"] == open_holds, context
+    wait_event(server, sse.done, "the stream to end", 10)

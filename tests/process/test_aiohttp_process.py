@@ -7,20 +7,15 @@ SIGTERM). aiohttp runs only on asyncio.
 
 from __future__ import annotations
 
-import signal
 import socket
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from _drain import (
-    WAIT_TIME,
     check_rollout,
-    in_thread,
+    check_second_signal,
     server_options,
-    sse_stream,
-    wait_event,
 )
 from _load import ROOT, ServerProcess
 
@@ -43,25 +38,7 @@ def test_second_signal_ends_a_stuck_drain_at_once_without_tracebacks(tmp_path: P
     ``InvalidStateError`` tracebacks."""
     server = ServerProcess([sys.executable, "-u", EXAMPLE, *server_options(str(tmp_path / "db"))])
     try:
-        port = server.listening()
-        base = f"http://127.0.0.1:{port}"
-        thread, sse = in_thread(sse_stream, base)
-        server.expect(r"^SSE open$", 10)
-        server.signal(signal.SIGTERM)
-        server.expect_err(r"stopped accepting", 10)  # the drain of the stream has begun
-        again = server.signal(signal.SIGTERM)
-        rc, out, err = server.wait(WAIT_TIME + 5)
-        exited = time.monotonic()
-        thread.join(10)
-        context = f"rc {rc}\n--- stdout:\n{out}\n--- stderr:\n{err}"
-        assert rc == 1, context
-        # Well before the stream's drain time (wrap-up time less a reserve) was up.
-        assert exited - again < 2.5, context
-        assert "Traceback" not in err and "InvalidStateError" not in err, context
-        assert "received SIGTERM again: forcing the quit" in err, context
-        report = server.report()
-        assert report["forced"] is True and report["forced_by"] == "signal", context
-        wait_event(server, sse.done, "the stream to end", 10)
+        check_second_signal(server, r"stopped accepting")
     finally:
         server.kill()
 

@@ -18,10 +18,10 @@ from _drain import (
     WAIT_TIME,
     WRAP_UP_TIME,
     check_rollout,
+    check_second_signal,
     in_thread,
     server_options,
     slow_request,
-    sse_stream,
     wait_event,
 )
 from _load import ROOT, ServerProcess
@@ -127,24 +127,6 @@ def test_a_second_sigterm_ends_a_stuck_drain_at_once(tmp_path: Path) -> None:
     second signal forces the quit: exit status 1 at once, the report says so."""
     server = ServerProcess([sys.executable, "-u", EXAMPLE, *server_options(str(tmp_path / "db"))])
     try:
-        port = server.listening()
-        thread, sse = in_thread(sse_stream, f"http://127.0.0.1:{port}")
-        server.expect(r"^SSE open$", 10)
-        server.signal(signal.SIGTERM)
-        server.expect_err(r"uvicorn: no longer accepting", 10)  # the drain has begun
-        again = server.signal(signal.SIGTERM)
-        rc, out, err = server.wait(WAIT_TIME + 5)
-        exited = time.monotonic()
-        thread.join(10)
-        context = f"rc {rc}\n--- stdout:\n{out}\n--- stderr:\n{err}"
-        assert rc == 1, context
-        # Well before the drain of the stream (wrap-up time less a reserve) was up.
-        assert exited - again < 2.5, context
-        assert "received SIGTERM again: forcing the quit" in err, context
-        assert "Traceback" not in err, context
-        report = server.report()
-        assert report["forced"] is True and report["forced_by"] == "signal", context
-        assert report["open_holds"] == ["http GET /events"], context
-        wait_event(server, sse.done, "the stream to end", 10)
+        check_second_signal(server, r"uvicorn: no longer accepting", ["http GET /events"])
     finally:
         server.kill()
