@@ -5,11 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
+BENCH_STAMP := $(VENV)/.installed-bench
 # Most tests wait on subprocesses, sockets and signals rather than the CPU.
 PYTEST_WORKERS ?= 4
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format typecheck pytest docs bench clean
+.PHONY: help install demo test lint format typecheck pytest docs bench bench-smoke clean
 
 help:
 	@echo "make demo       gracestop demo: a job worker and an HTTP service get SIGTERM under load; timeline and counts"
@@ -18,7 +19,8 @@ help:
 	@echo "make format     ruff format and ruff check --fix"
 	@echo "make typecheck  mypy --strict on src/, examples/ and benchmarks/"
 	@echo "make docs       build the documentation site with mkdocs build --strict"
-	@echo "make bench      measure signal -> first hook against a bare anyio receiver (ratios)"
+	@echo "make bench      compare gracestop with its peers and baselines: one table, benchmarks/results.json"
+	@echo "make bench-smoke  run every benchmark briefly (checks they run; CI runs it)"
 	@echo "make clean      remove .venv and build artefacts"
 
 $(STAMP): pyproject.toml
@@ -55,9 +57,15 @@ test: lint typecheck pytest
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
-bench: $(STAMP)
-	$(BIN)/python benchmarks/signal_latency.py --backend asyncio
-	$(BIN)/python benchmarks/signal_latency.py --backend trio
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs,bench]'
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run.py
+
+bench-smoke: $(BENCH_STAMP)
+	$(BIN)/python benchmarks/run.py --smoke
 
 clean:
 	rm -rf $(VENV) site build dist .coverage .coverage.* .mypy_cache .ruff_cache

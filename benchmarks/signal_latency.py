@@ -6,20 +6,22 @@ every process on Linux); the child prints the same clock when its first hook
 starts. The figure that matters is the ratio of the medians measured in the same
 run, since absolute times on a shared machine are noise.
 
-    python benchmarks/signal_latency.py [--rounds 15] [--backend asyncio|trio]
+    python benchmarks/signal_latency.py [--smoke]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
+from functools import partial
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+from _bench import Measure, Row, alternate, table
 
 CHILD = r"""
 import sys, time, anyio, gracestop
@@ -42,13 +44,18 @@ async def with_gracestop() -> None:
         print("READY", flush=True)
         await anyio.sleep_forever()
 
-anyio.run(bare if sys.argv[1] == "bare" else with_gracestop, backend=sys.argv[2])
+options = {"use_uvloop": True} if sys.argv[3] == "uvloop" else {}
+anyio.run(
+    bare if sys.argv[1] == "bare" else with_gracestop, backend=sys.argv[2], backend_options=options
+)
 """
 
 
-def one(variant: str, backend: str) -> float:
+def one(variant: str, backend: str, uvloop: bool = False) -> float:
+    """Start one child, send SIGTERM, return the time until its first hook started."""
+    loop = "uvloop" if uvloop else "default"
     proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, variant, backend], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", CHILD, variant, backend, loop], stdout=subprocess.PIPE, text=True
     )
     assert proc.stdout is not None
     try:
@@ -63,30 +70,43 @@ def one(variant: str, backend: str) -> float:
     return float(line[1]) - sent
 
 
+BACKENDS = {
+    "asyncio": ("asyncio", False),
+    "asyncio+uvloop": ("asyncio", True),
+    "trio": ("trio", False),
+}
+
+
+def run(smoke: bool) -> list[Row]:
+    """One row per backend: gracestop against a bare anyio signal receiver."""
+    rounds = 3 if smoke else 15
+    rows = []
+    for label, (backend, uvloop) in BACKENDS.items():
+        samples = alternate(
+            rounds,
+            {
+                "gracestop": partial(one, "gracestop", backend, uvloop),
+                "bare": partial(one, "bare", backend, uvloop),
+            },
+        )
+        rows.append(
+            Row(
+                group="signal -> first wrap-up hook",
+                case=label,
+                a=Measure("gracestop", "s", samples["gracestop"]),
+                b=Measure("bare anyio receiver", "s", samples["bare"]),
+                better="lower",
+                kind="baseline",
+            )
+        )
+    return rows
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=15)
-    parser.add_argument("--backend", choices=["asyncio", "trio"], default="asyncio")
-    parser.add_argument("--json", type=Path, help="write the figures here")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--smoke", action="store_true")
     args = parser.parse_args()
-    samples: dict[str, list[float]] = {"bare": [], "gracestop": []}
-    for n in range(args.rounds):
-        order = ["bare", "gracestop"] if n % 2 == 0 else ["gracestop", "bare"]
-        for variant in order:
-            samples[variant].append(one(variant, args.backend))
-    medians = {k: statistics.median(v) for k, v in samples.items()}
-    ratio = medians["gracestop"] / medians["bare"]
-    print(f"signal -> first wrap-up hook ({args.backend}, {args.rounds} rounds, alternating)")
-    for name, values in samples.items():
-        print(
-            f"  {name:<10} median {medians[name] * 1000:7.3f} ms"
-            f"  (min {min(values) * 1000:.3f}, max {max(values) * 1000:.3f})"
-        )
-    print(f"  ratio gracestop / bare receiver: {ratio:.2f}")
-    if args.json:
-        args.json.write_text(
-            json.dumps({"backend": args.backend, "samples": samples, "ratio": ratio}, indent=2)
-        )
+    print(table(run(args.smoke)))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,48 @@
+"""Run the benchmarks, print one comparison table, write benchmarks/results.json.
+
+    python benchmarks/run.py [--smoke] [--only NAME ...] [--output PATH]
+
+``--smoke`` runs every benchmark briefly (a check that they run, not a measurement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _bench import RESULTS, Row, table, write_results
+
+#: The benchmark modules, in the order of the table. Each has ``run(smoke) -> list[Row]``.
+MODULES = [
+    "signal_latency",
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="run each benchmark briefly")
+    parser.add_argument("--only", nargs="+", choices=MODULES, metavar="NAME", help="run these")
+    parser.add_argument("--output", type=Path, default=RESULTS, help="where to write the JSON")
+    args = parser.parse_args(argv)
+    rows: list[Row] = []
+    for name in args.only or MODULES:
+        started = time.monotonic()
+        module = importlib.import_module(name)
+        produced: list[Row] = module.run(args.smoke)
+        rows += produced
+        print(
+            f"{name}: {len(produced)} rows in {time.monotonic() - started:.1f} s", file=sys.stderr
+        )
+    print(table(rows))
+    write_results(rows, smoke=args.smoke, path=args.output)
+    print(f"\nwritten to {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
