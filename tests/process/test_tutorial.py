@@ -156,8 +156,13 @@ def python_blocks() -> list[str]:
 
 
 def test_the_tutorial_code_is_the_example_program_and_its_tests() -> None:
-    *program, tests = python_blocks()
-    assert "\n\n\n".join(program) + "\n" == PROGRAM.read_text(encoding="utf-8")
+    *steps, whole, tests = python_blocks()
+    program = PROGRAM.read_text(encoding="utf-8")
+    assert whole + "\n" == program
+    # Each step shows a part of the program, as it is in the file, in the file's order.
+    assert len(steps) == 4
+    positions = [program.index(step) for step in steps]
+    assert positions == sorted(positions)
     assert tests + "\n" == TESTS.read_text(encoding="utf-8")
 
 
