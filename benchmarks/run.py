@@ -23,6 +23,7 @@ MODULES = [
     "hooks",
     "holds",
     "imports",
+    "asgi_rps",
 ]
 
 
