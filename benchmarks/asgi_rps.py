@@ -90,7 +90,6 @@ async def middleware():
 
     async with gracestop.ShutdownCoordinator(hooks=gracestop.Hooks(), signals=()) as coord:
         await Server(uvicorn.Config(ShutdownMiddleware(app, coord), **OPTIONS)).serve()
-        coord.shutdown()
 
 async def serve():
     import gracestop
@@ -255,7 +254,7 @@ VARIANTS = {
 
 def run(smoke: bool) -> list[Row]:
     """Per gracestop variant: requests per second and server CPU per request."""
-    rounds, warm, count = (2, 200, 600) if smoke else (5, 500, 3000)
+    rounds, warm, count = (2, 200, 600) if smoke else (5, 300, 2000)
     children: list[Child] = []
     try:
         ports: dict[str, int] = {}

@@ -8,8 +8,8 @@ and divides by ``OPS``: the figure is the time of one open and close, loop
 included. The baseline does the same with a bare counter in the same shape: a
 method that returns a fresh slotted context manager whose enter increments and
 whose exit decrements an integer (``kind="baseline"``). Async form on asyncio and
-on trio, the sync form on asyncio (it touches no event loop when no shutdown is
-waiting for it). The two variants alternate within each round, each sample in a
+on trio, the sync form on asyncio only (it does not use the event loop, so the
+backend makes no difference to it). The two variants alternate within each round, each sample in a
 fresh event loop.
 
     python benchmarks/holds.py [--smoke]
