@@ -858,9 +858,8 @@ class ShutdownCoordinator(_Registrar):
             if self._forced is not None:
                 run_scope.cancel()
             async with anyio.create_task_group() as side:
-                side.start_soon(self._progress_loop, name="gracestop progress")
                 try:
-                    await self._phases()
+                    await self._phases(side)
                 finally:
                     side.cancel_scope.cancel()
         if run_scope.cancelled_caught and self._forced is None:
@@ -873,11 +872,20 @@ class ShutdownCoordinator(_Registrar):
             holds = [f"hold {h}" for h in self.open_holds]
             self._emit(ForcedQuit("deadline", (*self._cut_short, *not_started, *holds)))
 
-    async def _phases(self) -> None:
+    async def _phases(self, side: TaskGroup) -> None:
         assert self._trigger is not None
+
+        def start_helpers() -> None:
+            tg.start_soon(self._admitter, name="gracestop late hooks")
+            side.start_soon(self._progress_loop, name="gracestop progress")
+
         async with anyio.create_task_group() as tg:
             self._hook_tg = tg
-            tg.start_soon(self._admitter, name="gracestop late hooks")
+            # Without a drain, the helper tasks start once the first wrap-up hooks
+            # have (spawning them costs more than the rest of the signal path).
+            drains = self._drains(self._trigger)
+            if drains:
+                start_helpers()
             try:
                 await self._drain()
                 self._set_state(State.WRAPPING_UP)
@@ -891,7 +899,13 @@ class ShutdownCoordinator(_Registrar):
                         "wrap_up", len(self._pending[Phase.WRAP_UP]), self._config.wrap_up_time
                     )
                 )
-                tg.start_soon(self._run_phase, Phase.WRAP_UP, name="gracestop wrap-up")
+                groups = self._start_phase(Phase.WRAP_UP)
+                if not drains:
+                    # One loop iteration for the first hooks to start; shielded, so
+                    # that what follows runs as it would without this pause.
+                    await anyio.lowlevel.cancel_shielded_checkpoint()
+                    start_helpers()
+                tg.start_soon(self._run_phase, Phase.WRAP_UP, groups, name="gracestop wrap-up")
                 with anyio.move_on_after(self._config.wrap_up_time):
                     await self._wait_until(self._wrap_up_over)
                 on_its_own = self._wrap_up_over()
@@ -907,7 +921,8 @@ class ShutdownCoordinator(_Registrar):
                 self._set_state(State.SHUTTING_DOWN)
                 self._span_start("shutdown")
                 self._emit(PhaseStarted("shutdown", len(self._pending[Phase.SHUTDOWN]), None))
-                tg.start_soon(self._run_phase, Phase.SHUTDOWN, name="gracestop shutdown")
+                groups = self._start_phase(Phase.SHUTDOWN)
+                tg.start_soon(self._run_phase, Phase.SHUTDOWN, groups, name="gracestop shutdown")
                 await self._wait_until(lambda: self._phase_over(Phase.WRAP_UP))
                 self._span_end("wrap_up")
                 self._stage_ended("wrap_up")
@@ -969,13 +984,13 @@ class ShutdownCoordinator(_Registrar):
         ]
         self._emit(WrapUpTimeUp(self._config.wrap_up_time, tuple(still), holds))
 
-    async def _run_phase(self, phase: Phase) -> None:
-        """Run the phase's hooks known so far, lower ``order`` groups first.
+    def _start_phase(self, phase: Phase) -> list[list[HookRun]]:
+        """Start the phase: take its hooks known so far, sort them into ``order``
+        groups and start the first group at once; :meth:`_run_phase` does the rest.
 
-        When the wrap-up window closes, the wrap-up groups still waiting for their
-        turn start at once, beside the shutdown hooks, rather than after them.
+        Started here rather than by the phase's task so that the first hooks run
+        one loop iteration sooner after the trigger.
         """
-        assert self._hook_tg is not None
         runs = list(self._pending[phase])
         self._pending[phase].clear()
         self._phase_started.add(phase)
@@ -987,21 +1002,35 @@ class ShutdownCoordinator(_Registrar):
             counter = Group(len(group))
             for run in group:
                 run.group = counter
+        if groups:
+            self._start_runs(groups[0])
+        return groups
+
+    def _start_runs(self, runs: Iterable[HookRun]) -> None:
+        assert self._hook_tg is not None
+        for run in runs:
+            self._hook_tg.start_soon(self._run_hook, run, name=f"gracestop hook {run.hook.name}")
+
+    async def _run_phase(self, phase: Phase, groups: list[list[HookRun]]) -> None:
+        """Run the phase's ``order`` groups one after the other, lower ``order``
+        first; the first one was started by :meth:`_start_phase`.
+
+        When the wrap-up window closes, the wrap-up groups still waiting for their
+        turn start at once, beside the shutdown hooks, rather than after them.
+        """
 
         def cut_short() -> bool:
             return phase is Phase.WRAP_UP and self._window_over
 
+        started = min(1, len(groups))
         try:
             for index, group in enumerate(groups):
-                starting = group
                 if cut_short():
-                    starting = [r for later in groups[index:] for r in later]
-                for run in starting:
-                    self._hook_tg.start_soon(
-                        self._run_hook, run, name=f"gracestop hook {run.hook.name}"
-                    )
-                if cut_short():
+                    self._start_runs([r for later in groups[started:] for r in later])
                     break
+                if index >= started:
+                    self._start_runs(group)
+                    started = index + 1
                 await self._wait_until(functools.partial(group_done, group, cut_short))
         finally:
             self._sequence_done.add(phase)
