@@ -454,7 +454,8 @@ def _render_profile(
 
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
-    pstats_data = marshal.dumps(stats.stats)  # type: ignore[attr-defined]
+    # The table that dump_stats writes; typeshed's pstats stub does not declare it.
+    pstats_data = marshal.dumps(vars(stats)["stats"])
     out.write(
         f"gracestop profile\nprogram: {program_name()}  pid: {os.getpid()}  "
         f"recorded: {seconds:.3f}s of the event-loop thread\n"
