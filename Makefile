@@ -45,6 +45,8 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy --strict examples benchmarks
+	$(BIN)/mypy --strict tests/typing
+	$(BIN)/pyright src tests/typing
 
 pytest: $(STAMP)
 	rm -f .coverage .coverage.*
