@@ -42,7 +42,7 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests examples benchmarks
 	$(BIN)/ruff check --fix src tests examples benchmarks
 
-# pyright's wrapper would ask PyPI for a newer release on every run: the pinned one is used.
+# pyright's wrapper would ask PyPI for a newer release on every run: the installed one is used.
 typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy --strict examples benchmarks
