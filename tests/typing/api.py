@@ -1,12 +1,14 @@
 """The public API as users write it, checked by mypy --strict and pyright strict.
 
-This file is type-checked only: pytest never collects it (its name does not start
-with ``test_``) and nothing here runs at import. ``assert_type`` pins the types that
-users rely on. Each line with an ignore comment is a misuse that must stay an error:
-both checkers report an ignore that no longer matches an error (mypy's
-``warn_unused_ignores``, pyright's ``reportUnnecessaryTypeIgnoreComment``), so the
-check fails if the API loosens. mypy reads the ``# type: ignore[code]`` comments;
-pyright (``enableTypeIgnoreComments = false``) reads the ``# pyright: ignore[rule]`` ones.
+This file is type-checked only: pytest neither collects nor imports it (its name does
+not start with ``test_``; ``tests/test_typing.py`` checks), and importing it would only
+fill a local ``Hooks`` registry. ``assert_type`` pins the types that users rely on.
+
+Each line with an ignore comment is a misuse that must stay an error: both checkers
+report an ignore that no longer matches an error (mypy's ``warn_unused_ignores``,
+pyright's ``reportUnnecessaryTypeIgnoreComment``), so the check fails if the API
+loosens. mypy reads the ``# type: ignore[code]`` comments; pyright
+(``enableTypeIgnoreComments = false``) reads the ``# pyright: ignore[rule]`` ones.
 """
 
 from __future__ import annotations
