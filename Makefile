@@ -42,9 +42,12 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests examples benchmarks
 	$(BIN)/ruff check --fix src tests examples benchmarks
 
+# pyright's wrapper would ask PyPI for a newer release on every run: the installed one is used.
 typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy --strict examples benchmarks
+	$(BIN)/mypy --strict tests/typing
+	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright src tests/typing
 
 pytest: $(STAMP)
 	rm -f .coverage .coverage.*

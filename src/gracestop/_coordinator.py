@@ -24,6 +24,7 @@ from anyio.abc import TaskGroup
 from ._config import ShutdownConfig
 from ._hooks import Hook, HookContext, Hooks, Waiter, _Registrar, default_hooks, find_waiter
 from ._report import (
+    HookResult,
     HookStatus,
     Phase,
     PhaseSpan,
@@ -229,7 +230,7 @@ class ShutdownCoordinator(_Registrar):
         self._open_holds_at_window: tuple[str, ...] = ()
         self._signals_received = 0
         self._early_signals: list[signal.Signals] = []
-        self._forced: str | None = None
+        self._forced: Literal["signal", "deadline"] | None = None
         self._reraise: BaseException | None = None
         self._thread_limiter: anyio.CapacityLimiter | None = None
         self._report: ShutdownReport | None = None
@@ -558,7 +559,10 @@ class ShutdownCoordinator(_Registrar):
         else:
             self._emit(SignalReceived(sig, "ignore", trigger))
 
-    def _force(self, by: str) -> None:
+    def _forced_by(self) -> Literal["signal", "deadline"] | None:
+        return self._forced
+
+    def _force(self, by: Literal["signal", "deadline"]) -> None:
         if self._forced is None:
             self._forced = by
         if self._run_scope is not None:
@@ -1074,7 +1078,8 @@ class ShutdownCoordinator(_Registrar):
                 status = HookStatus.FAILED
                 run.error = exc
                 return
-            status = HookStatus.CANCELLED if self._forced == "signal" else HookStatus.TIMED_OUT
+            # Read through a method: _forced was set by another task while this one awaited.
+            status = HookStatus.CANCELLED if self._forced_by() == "signal" else HookStatus.TIMED_OUT
             if status is HookStatus.TIMED_OUT:
                 self._cut_short.append(f"{hook.phase} hook {hook.name}")
             raise
@@ -1131,9 +1136,7 @@ class ShutdownCoordinator(_Registrar):
                 PhaseSpan(name, span[0] - t0 if span[0] is not None else 0.0, _rel(span[1], t0))
                 for name, span in self._spans.items()
             ),
-            forced_by="signal"
-            if self._forced == "signal"
-            else ("deadline" if self._forced else None),
+            forced_by=self._forced,
             wait_time=self._config.wait_time,
         )
         self._report = report
@@ -1170,7 +1173,7 @@ class ShutdownCoordinator(_Registrar):
             return
         t0 = self._trigger_mono
         fate = {HookStatus.RUNNING: HookStatus.TIMED_OUT, HookStatus.PENDING: HookStatus.CANCELLED}
-        results = []
+        results: list[HookResult] = []
         for run in sorted(self._runs, key=lambda r: r.hook.phase is Phase.SHUTDOWN):
             result = run.final or run.result(t0)
             if result.status in fate:
@@ -1219,7 +1222,7 @@ class ShutdownCoordinator(_Registrar):
     def _pending_parts(self) -> list[str]:
         """Each hook still running or not started, described for a person."""
         now = time.monotonic()
-        parts = []
+        parts: list[str] = []
         for run in list(self._runs):
             if run.abandoned and run.ended is not None:
                 parts.append(

@@ -89,7 +89,7 @@ def exit_code(coord: ShutdownCoordinator, error: BaseException | None = None) ->
     if not isinstance(coord, ShutdownCoordinator):
         raise TypeError(f"coord must be a ShutdownCoordinator; got {type(coord).__name__}")
     report = coord.report
-    hook_errors = {id(r.error) for r in report.results} if report is not None else set()
+    hook_errors = {id(r.error) for r in report.results} if report is not None else set[int]()
     main_error = error is not None and id(error) not in hook_errors
     if main_error and not isinstance(error, SystemExit):
         traceback.print_exception(error)
