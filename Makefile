@@ -17,7 +17,7 @@ help:
 	@echo "make test       lint, format check, mypy --strict, pytest on asyncio and trio with coverage >= 90%"
 	@echo "make lint       ruff check and ruff format --check"
 	@echo "make format     ruff format and ruff check --fix"
-	@echo "make typecheck  mypy --strict on src/, examples/ and benchmarks/"
+	@echo "make typecheck  mypy --strict on src/, examples/, benchmarks/ and tests/typing; pyright strict on src/ and tests/typing"
 	@echo "make docs       build the documentation site with mkdocs build --strict"
 	@echo "make bench      compare gracestop with its peers and baselines: one table, benchmarks/results.json"
 	@echo "make bench-smoke  run every benchmark briefly (checks they run; CI runs it)"
