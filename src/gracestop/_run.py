@@ -65,6 +65,10 @@ def run(
         raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}; got {backend!r}")
     # Built here so that bad configuration fails before the event loop starts.
     coord = ShutdownCoordinator(hooks=hooks, observers=observers, **config)
+    # run() owns the event loop: after a signal, the deadline also covers the
+    # loop's teardown, where asyncio waits for every task left, even one that
+    # ignores its cancellation.
+    coord._keep_watchdog = True
 
     async def _main() -> None:
         async with coord:
@@ -77,6 +81,8 @@ def run(
         error = exc
     except BaseException as exc:  # main raised: report it, then exit with 1
         error = exc
+    finally:
+        coord._stop_watchdog()
     sys.exit(exit_code(coord, error))
 
 
