@@ -152,9 +152,10 @@ class ShutdownCoordinator(_Registrar):
     the wrap-up hooks run (the phase ends early once they have ended and no
     :meth:`hold` is open, and at the latest after ``wrap_up_time``), then the
     shutdown hooks run. ``wait_time`` after the trigger whatever is still running
-    is cancelled; if the event loop itself is stuck, a watchdog thread (armed when
-    a signal triggered the shutdown, or always with ``hard_exit=True``) ends the
-    process ``watchdog_grace`` later.
+    is cancelled; if the event loop itself is stuck, or the block's body does not
+    end once cancelled (a task that swallows its cancellation), a watchdog thread
+    (armed when a signal triggered the shutdown, or always with ``hard_exit=True``,
+    until the block is left) ends the process ``watchdog_grace`` later.
 
     Args:
         config: a :class:`ShutdownConfig`; defaults to ``ShutdownConfig()``.

@@ -34,6 +34,11 @@ def run(
 ) -> NoReturn:
     """Run ``main(coord)`` inside a :class:`ShutdownCoordinator` and exit the process.
 
+    After a signal, the whole rest of the process is bounded: the watchdog stays
+    armed until the event loop has ended, so a task that swallows its
+    cancellation, in ``main`` or started outside it, cannot keep the process
+    alive past ``wait_time`` + ``watchdog_grace``.
+
     The exit status is 0 when every hook ended ``OK``; ``force_exit_code`` when the
     quit was forced (deadline or second signal); 1 when a hook failed or timed
     out, or when ``main`` raised (its traceback is printed to stderr). A
