@@ -32,9 +32,11 @@ def with_aiorun(situation: str) -> None:
         say("CLEANUP start")
         time.sleep(60)  # noqa: ASYNC251 - blocking the loop is the point
 
+    tasks: list[asyncio.Task[None]] = []
+
     async def main() -> None:
         if situation == "stubborn":
-            asyncio.get_running_loop().create_task(stubborn())
+            tasks.append(asyncio.get_running_loop().create_task(stubborn()))
         say("READY")
 
     aiorun.run(main(), shutdown_callback=cleanup if situation == "blocking" else None)
