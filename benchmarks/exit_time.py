@@ -10,7 +10,7 @@ tool a user would otherwise pick for that stack, each with its defaults:
 - **stubborn**: a background task swallows its cancellation and goes on (aiorun's
   main task, a task of uvicorn's lifespan, of an aiohttp cleanup context).
 
-The programs are in ``benchmarks/peers/`` (``worker.py``, ``uvicorn_service.py``,
+The programs are in ``benchmarks/peers/`` (``background_worker.py``, ``uvicorn_service.py``,
 ``aiohttp_service.py``): each holds both sides, the peer's and the equivalent
 program a gracestop user writes (``gracestop.run`` with a hook,
 ``gracestop.uvicorn.serve``, ``gracestop.aiohttp.serve``). Each sample is a fresh
@@ -85,7 +85,7 @@ SITUATIONS = {
 CASES = [
     Case(
         "blocking",
-        "worker.py",
+        "background_worker.py",
         "aiorun",
         "aiorun",
         False,
@@ -125,7 +125,7 @@ CASES = [
     ),
     Case(
         "stubborn",
-        "worker.py",
+        "background_worker.py",
         "aiorun",
         "aiorun",
         False,

@@ -1,6 +1,6 @@
 """A background service without HTTP, under aiorun or under gracestop.
 
-    python worker.py SIDE SITUATION [SETTING...]
+    python background_worker.py SIDE SITUATION [SETTING...]
 
 ``SIDE`` is ``aiorun`` (``aiorun.run(main(), shutdown_callback=...)``, its
 defaults) or ``gracestop`` (``gracestop.run(main)`` with a hook; gracestop's
