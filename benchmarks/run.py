@@ -24,6 +24,8 @@ MODULES = [
     "holds",
     "imports",
     "asgi_rps",
+    "exit_time",
+    "drain_failures",
 ]
 
 

@@ -153,9 +153,10 @@ class ShutdownCoordinator(_Registrar):
     the wrap-up hooks run (the phase ends early once they have ended and no
     :meth:`hold` is open, and at the latest after ``wrap_up_time``), then the
     shutdown hooks run. ``wait_time`` after the trigger whatever is still running
-    is cancelled; if the event loop itself is stuck, a watchdog thread (armed when
-    a signal triggered the shutdown, or always with ``hard_exit=True``) ends the
-    process ``watchdog_grace`` later.
+    is cancelled; if the event loop itself is stuck, or the block's body does not
+    end once cancelled (a task that swallows its cancellation), a watchdog thread
+    (armed when a signal triggered the shutdown, or always with ``hard_exit=True``,
+    until the block is left) ends the process ``watchdog_grace`` later.
 
     Args:
         config: a :class:`ShutdownConfig`; defaults to ``ShutdownConfig()``.
@@ -215,6 +216,11 @@ class ShutdownCoordinator(_Registrar):
         self._listener: SignalListener | None = None
         self._diagnostics: Diagnostics | None = None
         self._watchdog: Watchdog | None = None
+        # Set by gracestop.run(): the watchdog stays armed past the block, until
+        # the event loop has ended (tasks outside the block that ignore their
+        # cancellation would hold asyncio's teardown).
+        self._keep_watchdog = False
+        self._block_left = False
         self._runs: list[HookRun] = []
         # Runs not ended yet, per phase: phase ends are checked in O(1).
         self._unfinished: dict[Phase, int] = {Phase.WRAP_UP: 0, Phase.SHUTDOWN: 0}
@@ -828,6 +834,13 @@ class ShutdownCoordinator(_Registrar):
             self._listener.release()
         if self._diagnostics is not None:
             self._diagnostics.release()
+        self._block_left = True
+        if self._watchdog is not None and not self._abandoned_threads() and not self._keep_watchdog:
+            self._watchdog.stop()
+
+    def _stop_watchdog(self) -> None:
+        """Disarm the watchdog :func:`gracestop.run` kept armed past the block, once
+        the event loop has ended (unless a sync hook's thread was abandoned)."""
         if self._watchdog is not None and not self._abandoned_threads():
             self._watchdog.stop()
 
@@ -1147,8 +1160,9 @@ class ShutdownCoordinator(_Registrar):
         path = self._report_path()
         if path is not None:
             write_report_file(path, report)
-        if self._watchdog is not None and not self._abandoned_threads():
-            self._watchdog.stop()
+        # The watchdog stays armed until the block is left (_release): the body is
+        # cancelled only now, and a task that ignores its cancellation would
+        # otherwise keep the process alive past the deadline.
         for registry in self._registries:
             registry._read_by_shutdown(-1)
         self._leave_parent()
@@ -1208,7 +1222,19 @@ class ShutdownCoordinator(_Registrar):
 
     def _describe_pending(self) -> str:
         """What is still running, pending or open: for the watchdog."""
-        return _names(self._all_pending(), limit=20)
+        pending = _names(self._all_pending(), limit=20)
+        if pending or self._state is not State.STOPPED:
+            return pending
+        if self._block_left:
+            return (
+                "the event loop's end: every hook has ended and the `async with` block "
+                "was left, but a task outside it has not ended (one that ignores "
+                "cancellation?)"
+            )
+        return (
+            "the body of the `async with` block: every hook has ended, but the body, "
+            "cancelled then, has not ended (a task that ignores cancellation?)"
+        )
 
     def _all_pending(self) -> list[str]:
         """Hooks still running or not started, and open holds (counted by name)."""

@@ -34,6 +34,11 @@ def run(
 ) -> NoReturn:
     """Run ``main(coord)`` inside a :class:`ShutdownCoordinator` and exit the process.
 
+    After a signal, the whole rest of the process is bounded: the watchdog stays
+    armed until the event loop has ended, so a task that swallows its
+    cancellation, in ``main`` or started outside it, cannot keep the process
+    alive past ``wait_time`` + ``watchdog_grace``.
+
     The exit status is 0 when every hook ended ``OK``; ``force_exit_code`` when the
     quit was forced (deadline or second signal); 1 when a hook failed or timed
     out, or when ``main`` raised (its traceback is printed to stderr). A
@@ -65,6 +70,10 @@ def run(
         raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}; got {backend!r}")
     # Built here so that bad configuration fails before the event loop starts.
     coord = ShutdownCoordinator(hooks=hooks, observers=observers, **config)
+    # run() owns the event loop: after a signal, the deadline also covers the
+    # loop's teardown, where asyncio waits for every task left, even one that
+    # ignores its cancellation.
+    coord._keep_watchdog = True
 
     async def _main() -> None:
         async with coord:
@@ -77,6 +86,8 @@ def run(
         error = exc
     except BaseException as exc:  # main raised: report it, then exit with 1
         error = exc
+    finally:
+        coord._stop_watchdog()
     sys.exit(exit_code(coord, error))
 
 
