@@ -516,9 +516,24 @@ def _docs_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Keep each page's blocks together, in order, on one xdist worker."""
+    """A service block waits for a child process: give it more than the usual limit."""
     for item in items:
         if isinstance(item, SybilItem):
-            page = Path(item.example.path).relative_to(ROOT)
-            item.add_marker(pytest.mark.xdist_group(f"docs {page} {item.name.split(',')[0]}"))
             item.add_marker(pytest.mark.timeout(90))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """With ``-n``: each page on one worker, its blocks in order; other tests as usual."""
+    if config.getoption("dist") != "load":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class PageScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            if any(Path(path).match(pattern) for pattern in PAGES):
+                return path
+            return str(super()._split_scope(nodeid))
+
+    return PageScheduling(config, log)
