@@ -4,6 +4,8 @@ Every ```` ```python ```` block in ``docs/*.md`` and ``README.md`` is executed b
 ``pytest``, so an example cannot rot. The blocks of one page run in order, in one
 namespace per page, and each page runs twice: once with anyio's default backend
 (asyncio) and once with trio (the test ids say ``sybil:asyncio`` or ``sybil:trio``).
+With ``-n``, each page stays on one worker. Blocks in other languages (``console``,
+``yaml``, ``ini``...) are not run.
 
 How to write a block that runs
 ==============================
@@ -11,57 +13,63 @@ How to write a block that runs
 * **Prefer a complete program** that a reader can copy as it is: imports included,
   ``anyio.run(main)`` at the end, nothing left undefined. On the trio pass,
   ``anyio.run`` and ``gracestop.run`` default to ``backend="trio"``; a block that
-  passes ``backend=`` runs on that backend in both passes.
+  passes ``backend=`` runs on that backend in both passes. A block that ends the
+  process with status 0 (``gracestop.run``) passes.
 * **A fragment may use** ``await``, ``async with`` and ``async for`` **at the top
   level** (``async with gracestop.ShutdownCoordinator() as coord: ...``): such a
   block runs in an event loop of its own, on the backend of the pass. Names it
   binds stay in the page's namespace for the next blocks, but an event loop does
   not outlive its block: do not carry a running coordinator from one block to the
-  next.
-* **Names a fragment takes for granted** (``database``, ``flush_queue``,
-  ``start_server``) come from an invisible block before it, and what it should have
-  done is checked by one after it. Invisible blocks run like the others, and are
-  not shown on the site::
+  next (an un-entered one is fine).
+* **Names a fragment takes for granted** (``database``, ``flush_queue``, ``coord``)
+  come from an invisible block before it, and what it should have done is checked
+  by one after it. Invisible blocks run like the others and are not shown on the
+  site::
 
       <!-- invisible-code-block: python
       async def flush_queue() -> None: ...
       -->
 
-* **A block that serves until SIGTERM** (``await anyio.sleep_forever()``,
-  ``uvicorn``...) is marked with a ``service`` comment right before it. It then
-  runs in a child process instead (``python -u``, in a temporary directory, with
-  the gracestop log at INFO on stderr): the test waits until a coordinator has been
-  entered, sends a real ``SIGTERM``, and expects the shutdown to be triggered by
-  that signal, its report to be ``ok``, the exit status ``0`` and no traceback.
-  Every wait is bounded and fails with what the child printed::
+* **A block that serves until SIGTERM** (``await anyio.sleep_forever()``, a server)
+  is marked with a ``service`` comment right before it. It then runs in a child
+  process instead (``python -u``, in a temporary directory, the gracestop log at
+  INFO on stderr, top-level ``await`` allowed): the test waits until a coordinator
+  has been entered, sends a real ``SIGTERM``, and expects the shutdown to be
+  triggered by that signal, its report to be ``ok``, the exit status 0 and no
+  traceback. Every wait is bounded and fails with what the child printed::
 
-      <!-- service: port=8000 -->
-      <!-- service: timeout=60
+      <!-- service: -->
+      <!-- service: port=8000 timeout=60
       class Database:
           async def close(self) -> None: ...
 
       database = Database()
       -->
 
-  The lines after the first one are the child's own setup, run before the block
-  (the child does not see the page's namespace). ``port=N``: the block binds port
-  ``N``; the child gets a free port in its place (and ``127.0.0.1`` in place of
+  The lines after the first are the child's own setup, run before the block (the
+  child does not see the page's namespace). ``port=N``: the block binds port ``N``;
+  the child gets a free port in its place (and ``127.0.0.1`` in place of
   ``0.0.0.0``), and the test waits until ``GET /readyz`` answers 200 there before
   it sends the signal. ``timeout=S``: the longest the child may take to end after
-  the signal (default 30 s).
-* **A page whose code runs on asyncio only** (aiohttp, uvicorn) says so at its top,
-  with the reason, and is left out of the trio pass::
+  the signal (default 30 s). A service block that passes ``backend="asyncio"`` (or
+  ``"trio"``) runs in that pass only.
+* **Code that runs on asyncio only** (uvicorn, aiohttp) is skipped in the trio pass
+  with Sybil's ``skip``, whose condition sees ``__backend__``, the pass::
 
-      <!-- backends: asyncio (aiohttp runs on asyncio only) -->
+      <!-- skip: next if(__backend__ == "trio", reason="uvicorn runs on asyncio only") -->
+      <!-- skip: start if(__backend__ == "trio", reason="aiohttp runs on asyncio only") -->
+      ...
+      <!-- skip: end -->
 
-* ``<!-- skip: next "reason" -->`` only where running the block is impossible
-  here (it needs another machine, a process id that does not exist). Say why in
-  the comment.
+* ``<!-- skip: next "reason" -->`` alone only where running the block is impossible
+  here; the reason says why.
 
-Each page starts with gracestop's process-wide state as the suite left it (the
-default hook registry, the global observers, the testing mode) and puts it back
-when it ends, so a page may register on ``gracestop.default_hooks`` or call
-``set_testing(True)``.
+Each page runs in a temporary working directory of its own (``__file__`` is the
+page's path), and has gracestop's process-wide state to itself: the default hook
+registry, the global observers and the testing mode as the suite had them when the
+page began, kept for the page between its blocks and put back for the rest of the
+suite. Child processes (``subprocess.Popen``) a page leaves in its namespace are
+killed when it ends.
 """
 
 from __future__ import annotations
