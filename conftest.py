@@ -93,6 +93,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
+import _pytest._code
 import anyio
 import pytest
 from sybil import Document, Example, Region, Sybil
@@ -502,7 +503,9 @@ pytest_collect_file = (_sybils[0] + _sybils[1]).pytest()
 _sybil_traceback_filter = SybilItem._traceback_filter
 
 
-def _traceback_filter(item: SybilItem, excinfo: pytest.ExceptionInfo[BaseException]) -> Any:
+def _traceback_filter(
+    item: SybilItem, excinfo: pytest.ExceptionInfo[BaseException]
+) -> _pytest._code.Traceback:
     # Sybil cuts the traceback at its own frame, and fails on an exception raised
     # outside a block (an unraisable exception reported at teardown, say).
     try:
@@ -511,7 +514,7 @@ def _traceback_filter(item: SybilItem, excinfo: pytest.ExceptionInfo[BaseExcepti
         return excinfo.traceback
 
 
-SybilItem._traceback_filter = _traceback_filter  # type: ignore[method-assign]
+SybilItem._traceback_filter = _traceback_filter  # type: ignore[method-assign,assignment]
 
 
 @pytest.fixture
@@ -535,9 +538,9 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """With ``-n``: each page on one worker, its blocks in order; other tests as usual."""
     if config.getoption("dist") != "load":
         return None
-    from xdist.scheduler import LoadGroupScheduling
+    from xdist.scheduler import LoadGroupScheduling  # type: ignore[import-untyped]
 
-    class PageScheduling(LoadGroupScheduling):
+    class PageScheduling(LoadGroupScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
             if any(Path(path).match(pattern) for pattern in PAGES):
