@@ -95,6 +95,7 @@ from typing import IO, Any
 
 import _pytest._code
 import anyio
+import httpx
 import pytest
 from sybil import Document, Example, Region, Sybil
 from sybil.evaluators.python import PythonEvaluator
@@ -373,8 +374,6 @@ class Service:
 
 def _wait_ready(port: int, proc: subprocess.Popen[str], timeout: float) -> bool:
     """Poll ``GET /readyz`` until it answers 200, the child exits or time is up."""
-    import httpx
-
     end = time.monotonic() + timeout
     with httpx.Client(timeout=2.0) as client:
         while time.monotonic() < end and proc.poll() is None:
