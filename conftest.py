@@ -39,6 +39,7 @@ How to write a block that runs
   traceback. Every wait is bounded and fails with what the child printed::
 
       <!-- service: -->
+      <!-- service: uvicorn=main:app status=-15 -->
       <!-- service: port=8000 timeout=60
       class Database:
           async def close(self) -> None: ...
@@ -51,8 +52,11 @@ How to write a block that runs
   the child gets a free port in its place (and ``127.0.0.1`` in place of
   ``0.0.0.0``), and the test waits until ``GET /readyz`` answers 200 there before
   it sends the signal. ``timeout=S``: the longest the child may take to end after
-  the signal (default 30 s). A service block that passes ``backend="asyncio"`` (or
-  ``"trio"``) runs in that pass only.
+  the signal (default 30 s). ``status=N``: the exit status expected (default 0).
+  ``uvicorn=main:app``: the block is the module ``main``, served by uvicorn's own
+  command line (``uvicorn main:app --port <free port>``; asyncio pass only). A
+  service block that passes ``backend="asyncio"`` (or ``"trio"``) runs in that pass
+  only.
 * **Code that runs on asyncio only** (uvicorn, aiohttp) is skipped in the trio pass
   with Sybil's ``skip``, whose condition sees ``__backend__``, the pass::
 
@@ -231,12 +235,12 @@ class _Lines:
 
 # Run in the child before the block: the backend of the pass, the gracestop log on
 # stderr, and a line on stdout at each step the test waits for.
-_CHILD = """\
+_PRELUDE = """\
 import ast, inspect, logging, sys
 import anyio, gracestop
 from gracestop import instrumentation as gi
 
-backend, path = sys.argv[1:3]
+backend, target = sys.argv[1:3]
 anyio.run.__kwdefaults__["backend"] = backend
 gracestop.run.__kwdefaults__["backend"] = backend
 logging.basicConfig(level=logging.INFO, format="%(name)s %(levelname)s %(message)s")
@@ -253,10 +257,13 @@ def announce(event):
 
 
 gi.set_observers([*gi.get_observers(), announce])
-with open(path, encoding="utf-8") as file:
+"""
+# The block as a program (top-level await allowed).
+_RUN_BLOCK = """\
+with open(target, encoding="utf-8") as file:
     source = file.read()
-namespace = {"__name__": "__main__", "__file__": path}
-code = compile(source, path, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+namespace = {"__name__": "__main__", "__file__": target}
+code = compile(source, target, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
 if code.co_flags & inspect.CO_COROUTINE:
 
     async def block():
@@ -265,6 +272,13 @@ if code.co_flags & inspect.CO_COROUTINE:
     anyio.run(block)
 else:
     exec(code, namespace)
+"""
+# The block as a module served by uvicorn's command line: ``uvicorn module:app``.
+_RUN_UVICORN = """\
+import uvicorn
+
+sys.argv = ["uvicorn", target, "--port", sys.argv[3]]
+uvicorn.main()
 """
 
 
@@ -283,8 +297,10 @@ def _parse_options(arguments: str) -> dict[str, str]:
     options: dict[str, str] = {}
     for word in arguments.split():
         key, sep, value = word.partition("=")
-        if not sep or key not in {"port", "timeout"}:
-            raise ValueError(f"service: unknown option {word!r} (port=N, timeout=S)")
+        if not sep or key not in {"port", "timeout", "status", "uvicorn"}:
+            raise ValueError(
+                f"service: unknown option {word!r} (port=N, timeout=S, status=N, uvicorn=M:A)"
+            )
         options[key] = value
     return options
 
@@ -296,31 +312,44 @@ class Service:
         self.example = example
         self.port = int(options["port"]) if "port" in options else None
         self.timeout = float(options.get("timeout", "30"))
+        self.status = int(options.get("status", "0"))
+        self.uvicorn = options.get("uvicorn")
         self.setup = setup
         self.where = f"{Path(example.path).name}, line {example.line}"
 
     def _source(self) -> tuple[str, int | None]:
         source = str(self.example.parsed)
         port = None
-        if self.port is not None:
+        if self.uvicorn is not None:
+            port = _free_port()
+        elif self.port is not None:
             port = _free_port()
             source = re.sub(rf"\b{self.port}\b", str(port), source)
             source = source.replace("0.0.0.0", "127.0.0.1")
         return f"{self.setup}\n{source}", port
 
     def run(self, backend: str) -> None:
-        pinned = _PINNED.search(_without_comments(str(self.example.parsed)))
-        if pinned is not None and pinned.group(1) != backend:
-            pytest.skip(f"the block runs on {pinned.group(1)}: in the {pinned.group(1)} pass")
+        if self.uvicorn is not None:
+            pinned: str | None = "asyncio"  # uvicorn runs on asyncio only
+        else:
+            found = _PINNED.search(_without_comments(str(self.example.parsed)))
+            pinned = None if found is None else found.group(1)
+        if pinned is not None and pinned != backend:
+            pytest.skip(f"the block runs on {pinned}: in the {pinned} pass")
         source, port = self._source()
         directory = Path(tempfile.mkdtemp(prefix="gracestop-docs-"))
         try:
-            path = directory / "service.py"
-            path.write_text(source, encoding="utf-8")
+            if self.uvicorn is not None:
+                module = self.uvicorn.partition(":")[0]
+                (directory / f"{module}.py").write_text(source, encoding="utf-8")
+                command = [_PRELUDE + _RUN_UVICORN, backend, self.uvicorn, str(port)]
+            else:
+                (directory / "service.py").write_text(source, encoding="utf-8")
+                command = [_PRELUDE + _RUN_BLOCK, backend, "service.py"]
             env = {k: v for k, v in os.environ.items() if k not in _RUNNER_ONLY}
             env = {k: v for k, v in env.items() if not k.startswith("GRACESTOP_")}
             proc = subprocess.Popen(
-                [sys.executable, "-u", "-c", _CHILD, backend, str(path)],
+                [sys.executable, "-u", "-c", *command],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -366,8 +395,8 @@ class Service:
             fail(f"did not exit within {self.timeout}s of the SIGTERM")
         if not out.expect(r"^SERVICE finished ok=True$", 5):
             fail("the shutdown report is not ok")
-        if returncode != 0:
-            fail(f"exit status {returncode}, expected 0")
+        if returncode != self.status:
+            fail(f"exit status {returncode}, expected {self.status}")
         if "Traceback" in err.text():
             fail("a traceback on stderr")
 
