@@ -657,7 +657,7 @@ class ShutdownConfig:
     else:
         # Run time only: type checkers read the constructor from __init__ above.
         def __new__(cls, *args: object, **kwargs: object) -> ShutdownConfig:
-            """Refuse unknown keyword arguments with [`UnknownFieldError`][gracestop.UnknownFieldError].
+            """Refuse unknown keyword arguments with `UnknownFieldError`.
 
             Done here because the dataclass ``__init__`` would raise a bare ``TypeError``
             without naming the valid fields.
