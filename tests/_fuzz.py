@@ -5,7 +5,7 @@ database, so nothing is written to the work tree. ``long`` runs many more exampl
 and keeps its database under the temporary directory (or ``GRACESTOP_FUZZ_DB``), so
 that a failure found there is replayed first on the next run::
 
-    GRACESTOP_FUZZ_PROFILE=long .venv/bin/python -m pytest -p no:timeout \\
+    GRACESTOP_FUZZ_PROFILE=long .venv/bin/python -m pytest --timeout=0 \\
         tests/test_fuzz_config.py tests/test_coordinator_state_machine.py
 """
 
