@@ -30,6 +30,7 @@ import yaml
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
+import gracestop
 from _fuzz import fuzz_settings
 from gracestop import Hooks, ShutdownConfig, ShutdownCoordinator, UnknownFieldError
 from gracestop._cli import ConfigSourceError, load_config, stop_timeout
@@ -41,7 +42,7 @@ from gracestop._config import (
     parse_signals,
     parse_timeout,
 )
-from gracestop.testing import is_testing, set_testing
+from gracestop.testing import current_settings, is_testing, set_testing
 
 FUZZ = fuzz_settings(ci=80, long=5000)
 FUZZ_FEW = fuzz_settings(ci=30, long=1000)
@@ -374,6 +375,42 @@ def test_coordinator_overrides_validate_like_the_constructor(
         check_error(error, *overrides)
 
 
+@FUZZ
+@given(config=valid_configs(), given_as=st.sampled_from(["overrides", "config"]))
+def test_testing_mode_keeps_what_the_test_sets(
+    config: tuple[dict[str, object], ShutdownConfig], given_as: str
+) -> None:
+    """In testing mode a field the code sets is kept and every other one takes the
+    testing value, unless the testing timings do not fit the code's own."""
+    raw, cfg = config
+    with set_testing(True):
+        testing = current_settings()
+        if given_as == "overrides":
+            coord = ShutdownCoordinator(hooks=Hooks(), **raw)  # type: ignore[arg-type]
+            chosen = set(raw)
+        else:
+            coord = ShutdownCoordinator(cfg, hooks=Hooks())
+            chosen = {n for n in FIELD_NAMES if getattr(cfg, n) != getattr(DEFAULTS, n)}
+    check_normalised(coord.config)
+    timings = {"drain_delay", "wrap_up_time", "wait_time"}
+    fit = all(getattr(coord.config, n) == testing[n] for n in timings - chosen)
+    if not fit:
+        mixed = {n: testing[n] if n not in chosen else getattr(cfg, n) for n in timings}
+        with pytest.raises(ValueError, match="must not exceed wait_time"):
+            ShutdownConfig(**mixed)  # type: ignore[arg-type]
+    for name in FIELD_NAMES:
+        value = getattr(coord.config, name)
+        if name in chosen:
+            assert value == getattr(cfg, name), name
+        elif name in testing and (name not in timings or fit):
+            assert value == testing[name], name
+        elif name not in timings:
+            assert value == getattr(DEFAULTS, name), name
+        else:
+            # The testing timings did not fit: the code's own are kept, as they are.
+            assert value == getattr(DEFAULTS, name), name
+
+
 @FUZZ_FEW
 @given(config=ANYTHING, hooks=ANYTHING, observers=ANYTHING)
 def test_coordinator_arguments_of_anything(
@@ -386,6 +423,36 @@ def test_coordinator_arguments_of_anything(
     else:
         assert type(error) is TypeError, error
         check_error(error, "config", "hooks", "observers", "observer")
+
+
+@FUZZ_FEW
+@given(
+    main=st.sampled_from([None, 10**5000, "main", print]) | ANYTHING,
+    backend=st.sampled_from(["asyncio", "trio", "curio", "", 10**5000]) | ANYTHING,
+    overrides=st.dictionaries(KEYS, ANYTHING, max_size=3),
+)
+def test_run_refuses_bad_arguments_before_the_loop_starts(
+    main: object, backend: object, overrides: dict[str, object]
+) -> None:
+    """``gracestop.run()`` checks its arguments and configuration first: a bad one
+    raises the documented error and neither the loop nor ``main`` ever runs."""
+    ran: list[object] = []
+
+    async def good_main(coord: object) -> None:
+        ran.append(coord)
+
+    with set_testing(False):
+        _, config_error = attempt(ShutdownConfig, **overrides)
+        if config_error is None and main is None and backend in ("asyncio", "trio"):
+            return  # a valid call: it would run the loop and end the process
+        target = good_main if main is None else main
+        _, error = attempt(gracestop.run, target, backend=backend, **overrides)
+    assert ran == []
+    assert isinstance(error, (TypeError, ValueError)), error
+    if main is not None or not isinstance(backend, str) or backend not in ("asyncio", "trio"):
+        check_error(error, "main", "backend")
+    else:
+        assert type(error) is type(config_error) and str(error) == str(config_error)
 
 
 @FUZZ
