@@ -2,8 +2,8 @@
 
 The machine enters a :class:`ShutdownCoordinator` on an event loop in a thread of its
 own (an anyio blocking portal) and then, in any order: registers wrap-up and shutdown
-hooks (fast, slow, failing, sync, timing out, waiting on a gate the machine opens),
-on the coordinator and on its ``Hooks`` registry, before and after the trigger and
+hooks (fast, slow, failing, sync, timing out, waiting on a gate the machine opens on the
+loop or in a worker thread), on the coordinator and on its ``Hooks`` registry, before and after the trigger and
 after the stop; opens and closes holds; waits on hooks, states and the report;
 triggers the shutdown by ``shutdown()`` from the test's thread, by a signal, by leaving
 the block, by raising in it or by cancelling it from outside; sends second signals;
@@ -87,7 +87,7 @@ LIMIT = WAIT_TIME + 5.0
 # A hook's own timeout, for the hooks that exist to time out.
 OWN_TIMEOUT = 0.05
 
-KINDS = ("fast", "slow", "fail", "sync", "sync_fail", "timeout", "gate", "context")
+KINDS = ("fast", "slow", "fail", "sync", "sync_fail", "timeout", "gate", "sync_gate", "context")
 # The status each kind of hook produces when nothing forces the quit.
 OUTCOME = {
     "fast": HookStatus.OK,
@@ -97,6 +97,7 @@ OUTCOME = {
     "sync_fail": HookStatus.FAILED,
     "timeout": HookStatus.TIMED_OUT,
     "gate": HookStatus.OK,
+    "sync_gate": HookStatus.OK,
     "context": HookStatus.OK,
 }
 REACHABLE = (State.DRAINING, State.WRAPPING_UP, State.SHUTTING_DOWN)
@@ -130,7 +131,7 @@ class Spec:
     late: bool  # registered after the trigger
     runs: bool  # expected in the report
     waiter: Waiter
-    gate: anyio.Event | None = None
+    gate: anyio.Event | threading.Event | None = None
 
 
 async def bounded(
@@ -308,7 +309,9 @@ class CoordinatorMachine(RuleBasedStateMachine):
 
     # ------------------------------------------------------------------ hooks
 
-    def make_hook(self, name: str, kind: str, phase: Phase) -> tuple[Any, anyio.Event | None]:
+    def make_hook(
+        self, name: str, kind: str, phase: Phase
+    ) -> tuple[Any, anyio.Event | threading.Event | None]:
         """The hook function for *kind*; it counts its own calls."""
 
         def called() -> None:
@@ -316,14 +319,19 @@ class CoordinatorMachine(RuleBasedStateMachine):
                 self.calls[name] += 1
 
         gate = anyio.Event() if kind == "gate" else None
-        if kind in ("sync", "sync_fail"):
+        if kind in ("sync", "sync_fail", "sync_gate"):
+            # A sync hook stuck past the deadline is abandoned in its thread; the
+            # gate opens at the end of the example, so the thread ends then.
+            thread_gate = threading.Event() if kind == "sync_gate" else None
 
             def sync_hook() -> None:
                 called()
                 if kind == "sync_fail":
                     raise HookFailure(name)
+                if thread_gate is not None:
+                    thread_gate.wait(LIMIT)
 
-            return sync_hook, None
+            return sync_hook, thread_gate
         if kind == "context":
 
             async def context_hook(ctx: HookContext) -> None:

@@ -897,6 +897,10 @@ def test_ints_too_long_to_print_still_give_the_documented_error(
 def test_a_wrong_type_too_long_to_print_is_still_a_type_error() -> None:
     with pytest.raises(TypeError, match=r"^signal_mode must be a str.*got int <int of about 5001"):
         ShutdownConfig(signal_mode=10**5000)  # type: ignore[arg-type]
+    with pytest.raises(
+        TypeError, match=r"^wait_time must be a duration .*got list <list too large"
+    ):
+        ShutdownConfig(wait_time=[10**5000])  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"^config must be a ShutdownConfig or None; got int <int"):
         ShutdownCoordinator(10**5000)  # type: ignore[arg-type]
 
