@@ -3,12 +3,12 @@
 The machine enters a :class:`ShutdownCoordinator` on an event loop in a thread of its
 own (an anyio blocking portal) and then, in any order: registers wrap-up and shutdown
 hooks (fast, slow, failing, sync, timing out, waiting on a gate the machine opens on the
-loop or in a worker thread), on the coordinator and on its ``Hooks`` registry, before and after the trigger and
-after the stop; opens and closes holds; waits on hooks, states and the report;
-triggers the shutdown by ``shutdown()`` from the test's thread, by a signal, by leaving
-the block, by raising in it or by cancelling it from outside; sends second signals;
-and lets time pass. At the end every hook's fate is compared with what the model
-expects.
+loop or in a worker thread), on the coordinator and on its ``Hooks`` registry, before
+and after the trigger and after the stop; opens and closes holds; waits on hooks, states
+and the report; triggers the shutdown by ``shutdown()`` from the test's thread, by a
+signal, by leaving the block, by raising in it or by cancelling it from outside; sends
+second signals; and lets time pass. At the end every hook's fate is compared with what
+the model expects.
 
 Checked throughout: states only move forward; holds are counted exactly (never
 negative); the wrap-up phase never ends while a hold is open or a wrap-up hook runs

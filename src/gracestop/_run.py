@@ -57,8 +57,7 @@ def run(
     """
     if not callable(main) or not _is_async_callable(main):
         raise TypeError(
-            "main must be an async function taking the coordinator; "
-            f"got {_describe(main)}"
+            f"main must be an async function taking the coordinator; got {_describe(main)}"
         )
     if not isinstance(backend, str):
         raise TypeError(f"backend must be a str; got {_describe(backend)}")
