@@ -19,7 +19,15 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import cast
 
-from ._config import _MAPPING_KEYS, FIELD_NAMES, DurationLike, ShutdownConfig, parse_duration
+from ._config import (
+    _MAPPING_KEYS,
+    FIELD_NAMES,
+    DurationLike,
+    ShutdownConfig,
+    _describe,
+    _show,
+    parse_duration,
+)
 
 __all__ = ["ConfigSourceError", "load_config", "main", "stop_timeout"]
 
@@ -73,10 +81,10 @@ def stop_timeout(config: ShutdownConfig, margin: DurationLike = DEFAULT_MARGIN) 
     31
     """
     if not isinstance(config, ShutdownConfig):
-        raise TypeError(f"config must be a ShutdownConfig; got {type(config).__name__} {config!r}")
+        raise TypeError(f"config must be a ShutdownConfig; got {_describe(config)}")
     seconds = parse_duration(margin, "margin")
     if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"margin must be a finite duration >= 0; got {margin!r}")
+        raise ValueError(f"margin must be a finite duration >= 0; got {_show(margin)}")
     total = config.wait_time + config.watchdog_grace + seconds
     # Round away float noise first, so 11.000000000000002 is 11, not 12.
     return math.ceil(round(total, 6))

@@ -95,7 +95,14 @@ _repr.maxdict = 8
 
 
 def _show(value: object) -> str:
-    return _repr.repr(value)
+    try:
+        return _repr.repr(value)
+    except ValueError:
+        # An int beyond sys.get_int_max_str_digits(), alone or inside a container,
+        # has no decimal repr: the message must still be built, and name the field.
+        if isinstance(value, int):
+            return f"<int of about {int(value.bit_length() * math.log10(2)) + 1} digits>"
+        return f"<{type(value).__name__} too large to show>"
 
 
 def _describe(value: object) -> str:
@@ -317,6 +324,9 @@ _FAULTS: frozenset[int] = frozenset(
 )
 
 
+_SIGNAL_NUMBER = re.compile(r"[0-9]+")
+
+
 def _one_signal(item: object, field: str) -> signal.Signals:
     if isinstance(item, signal.Signals):
         sig = item
@@ -327,6 +337,14 @@ def _one_signal(item: object, field: str) -> signal.Signals:
     elif isinstance(item, int):
         try:
             sig = signal.Signals(item)
+        except ValueError:
+            raise ValueError(f"{field}: unknown signal number {_show(item)}") from None
+    elif isinstance(item, str) and _SIGNAL_NUMBER.fullmatch(item.strip()):
+        # "15" from a file or the environment is a number, not a name "SIG15".
+        # No signal has more than a few digits; 0 is no signal at all.
+        text = item.strip()
+        try:
+            sig = signal.Signals(int(text) if len(text) <= 12 else 0)
         except ValueError:
             raise ValueError(f"{field}: unknown signal number {_show(item)}") from None
     elif isinstance(item, str):
@@ -371,7 +389,8 @@ def parse_signals(value: object, field: str = "signals") -> tuple[signal.Signals
 
     ``None`` stays ``None`` (the coordinator's default: SIGTERM and SIGINT in the main
     thread). Otherwise *value* is one signal or an iterable of them, each a name
-    (``"TERM"``, ``"SIGTERM"``, ``" sigterm "``), a number or a ``signal.Signals``.
+    (``"TERM"``, ``"SIGTERM"``, ``" sigterm "``), a number (also written as a
+    string, ``"15"``, as files and the environment give it) or a ``signal.Signals``.
     Duplicates are dropped, order is kept; an empty iterable gives ``()`` (no signals).
 
     Raises:
@@ -440,8 +459,15 @@ def _directory(value: object, field: str) -> str | None:
     path = _path_text(value)
     if not isinstance(path, str):
         raise TypeError(f"{field} must be None, a str or a path; got {_describe(value)}")
-    if not path or "\0" in path:
+    if not path.strip() or "\0" in path:
         raise ValueError(f"{field} must be a non-empty path without NUL bytes; got {_show(value)}")
+    if path.strip().lower() in {"none", "null"}:
+        # Files and the environment read this word as None: accepting it here would
+        # break from_mapping(cfg.to_dict()) == cfg.
+        raise ValueError(
+            f"{field} {_show(value)} reads as no directory in a file or the environment; "
+            f"write './{path.strip()}' for a directory of that name"
+        )
     return path
 
 

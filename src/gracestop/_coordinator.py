@@ -21,7 +21,7 @@ import anyio
 import anyio.lowlevel
 from anyio.abc import TaskGroup
 
-from ._config import ShutdownConfig
+from ._config import ShutdownConfig, _describe
 from ._hooks import Hook, HookContext, Hooks, Waiter, _Registrar, default_hooks, find_waiter
 from ._report import (
     HookResult,
@@ -181,9 +181,7 @@ class ShutdownCoordinator(_Registrar):
         if config is None:
             config = ShutdownConfig()
         elif not isinstance(config, ShutdownConfig):
-            raise TypeError(
-                f"config must be a ShutdownConfig or None; got {type(config).__name__} {config!r}"
-            )
+            raise TypeError(f"config must be a ShutdownConfig or None; got {_describe(config)}")
         self._config = config.replace(**overrides) if overrides else config
         if is_testing():
             self._config = apply_testing(config, overrides, self._config)
@@ -314,9 +312,7 @@ class ShutdownCoordinator(_Registrar):
             TypeError: ``state`` is not a [`State`][gracestop.State].
         """
         if not isinstance(state, State):
-            raise TypeError(
-                f"state must be a gracestop.State; got {type(state).__name__} {state!r}"
-            )
+            raise TypeError(f"state must be a gracestop.State; got {_describe(state)}")
         if self._reached_rank() >= state.rank:
             return
         event = self._state_events.get(state)
@@ -419,7 +415,7 @@ class ShutdownCoordinator(_Registrar):
         Holds still open when ``wrap_up_time`` runs out are named in the report.
         """
         if not isinstance(name, str):
-            raise TypeError(f"name must be a str; got {type(name).__name__} {name!r}")
+            raise TypeError(f"name must be a str; got {_describe(name)}")
         if not name:
             raise ValueError("name must not be empty")
         return Hold(self, name)
@@ -471,7 +467,7 @@ class ShutdownCoordinator(_Registrar):
         """Trigger the shutdown. Idempotent; callable from the event loop thread
         and from any other thread; returns at once."""
         if not isinstance(reason, str):
-            raise TypeError(f"reason must be a str; got {type(reason).__name__} {reason!r}")
+            raise TypeError(f"reason must be a str; got {_describe(reason)}")
         if self._state is State.IDLE:
             raise ShutdownError("shutdown() needs an entered coordinator (use `async with`)")
         self._start(Trigger("manual", reason=reason))
@@ -1293,15 +1289,12 @@ def _registries(hooks: Hooks | Iterable[Hooks] | None) -> tuple[Hooks, ...]:
         return (hooks,)
     if not isinstance(hooks, Iterable) or isinstance(hooks, (str, bytes)):  # type: ignore[unreachable]
         raise TypeError(
-            f"hooks must be a Hooks registry or an iterable of them; "
-            f"got {type(hooks).__name__} {hooks!r}"
+            f"hooks must be a Hooks registry or an iterable of them; got {_describe(hooks)}"
         )
     found: list[Hooks] = []
     for item in hooks:
         if not isinstance(item, Hooks):
-            raise TypeError(
-                f"hooks must contain only Hooks registries; got {type(item).__name__} {item!r}"
-            )
+            raise TypeError(f"hooks must contain only Hooks registries; got {_describe(item)}")
         if item not in found:
             found.append(item)
     return tuple(found)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 import anyio
 import anyio.lowlevel
 
-from ._config import parse_timeout
+from ._config import _describe, parse_timeout
 from ._report import HookResult, Phase, Trigger
 from ._signals import loop_caller
 
@@ -224,7 +224,7 @@ def _takes_context(func: HookFunc, name: str) -> bool:
 def _hook_name(func: HookFunc, name: object) -> str:
     if name is not None:
         if not isinstance(name, str):
-            raise TypeError(f"name must be a str or None; got {type(name).__name__} {name!r}")
+            raise TypeError(f"name must be a str or None; got {_describe(name)}")
         if not name.strip():
             raise ValueError(f"name must not be empty; got {name!r}")
         return name
@@ -239,7 +239,7 @@ def _hook_name(func: HookFunc, name: object) -> str:
 
 def _check_order(order: object) -> int:
     if isinstance(order, bool) or not isinstance(order, int):
-        raise TypeError(f"order must be an int; got {type(order).__name__} {order!r}")
+        raise TypeError(f"order must be an int; got {_describe(order)}")
     return order
 
 
@@ -248,9 +248,7 @@ def make_hook(
 ) -> Hook:
     """Validate a registration and build its [`Hook`][gracestop.Hook]."""
     if not callable(func):
-        raise TypeError(
-            f"a {phase.value} hook must be callable; got {type(func).__name__} {func!r}"
-        )
+        raise TypeError(f"a {phase.value} hook must be callable; got {_describe(func)}")
     inner = _unwrap(func)
     if inspect.isgeneratorfunction(inner) or inspect.isasyncgenfunction(inner):
         raise TypeError(
@@ -292,7 +290,7 @@ class _Registrar:
             if not callable(func):
                 raise TypeError(
                     f"on_{phase.value} takes the hook function, or keyword options "
-                    f"(name=, timeout=, order=); got {type(func).__name__} {func!r}"
+                    f"(name=, timeout=, order=); got {_describe(func)}"
                 )
             self._add(phase, func, name, timeout, order)
             return func

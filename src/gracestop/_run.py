@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
 
+from ._config import _describe
 from ._coordinator import ShutdownCoordinator
 from ._hooks import Hooks, _is_async_callable
 
@@ -62,11 +63,10 @@ def run(
     """
     if not callable(main) or not _is_async_callable(main):
         raise TypeError(
-            "main must be an async function taking the coordinator; "
-            f"got {type(main).__name__} {main!r}"
+            f"main must be an async function taking the coordinator; got {_describe(main)}"
         )
     if not isinstance(backend, str):
-        raise TypeError(f"backend must be a str; got {type(backend).__name__} {backend!r}")
+        raise TypeError(f"backend must be a str; got {_describe(backend)}")
     if backend not in _BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}; got {backend!r}")
     # Built here so that bad configuration fails before the event loop starts.

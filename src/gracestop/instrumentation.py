@@ -71,6 +71,7 @@ from typing import (
     runtime_checkable,
 )
 
+from ._config import _describe
 from ._report import HookStatus, Phase, ShutdownReport, Trigger, _count
 
 if TYPE_CHECKING:
@@ -314,14 +315,14 @@ def _check_observers(observers: object, field: str = "observers") -> tuple[Obser
     if isinstance(observers, (str, bytes)) or not isinstance(observers, Iterable):
         raise TypeError(
             f"{field} must be an iterable of observers (callables taking an event); "
-            f"got {type(observers).__name__} {observers!r}"
+            f"got {_describe(observers)}"
         )
     found = tuple(cast("Iterable[object]", observers))
     for item in found:
         if not callable(item):
             raise TypeError(
                 f"{field} must contain only observers (callables taking an event); "
-                f"got {type(item).__name__} {item!r}"
+                f"got {_describe(item)}"
             )
     # callable() cannot see a signature: each observer is trusted to take one event.
     return cast("tuple[Observer, ...]", found)
@@ -421,9 +422,7 @@ def emit(event: Event, observers: Iterable[Observer] | None = None) -> None:
     `DiagnosticsWritten`. Call it on the event loop's thread.
     """
     if not isinstance(event, _EVENT_TYPES):
-        raise TypeError(
-            f"event must be a gracestop.instrumentation event; got {type(event).__name__} {event!r}"
-        )
+        raise TypeError(f"event must be a gracestop.instrumentation event; got {_describe(event)}")
     if observers is None:
         get_observers()
         assert _global is not None
@@ -474,9 +473,7 @@ class LoggingObserver:
     def __init__(self, logger: logging.Logger | None = None) -> None:
         """Log to *logger*, by default ``logging.getLogger("gracestop")``."""
         if logger is not None and not isinstance(logger, logging.Logger):
-            raise TypeError(
-                f"logger must be a logging.Logger or None; got {type(logger).__name__} {logger!r}"
-            )
+            raise TypeError(f"logger must be a logging.Logger or None; got {_describe(logger)}")
         self.logger = logger if logger is not None else logging.getLogger("gracestop")
 
     def __repr__(self) -> str:

@@ -43,7 +43,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskStatus
 
-from ._config import ShutdownConfig, parse_timeout
+from ._config import ShutdownConfig, _describe, parse_timeout
 from ._coordinator import ShutdownCoordinator
 from ._hooks import Hooks
 from ._report import ShutdownError, ShutdownReport, State
@@ -129,7 +129,7 @@ def set_testing(testing: bool, **settings: Unpack[ConfigOverrides]) -> _RestoreT
         UnknownFieldError: a setting that is not a config field.
     """
     if not isinstance(testing, bool):
-        raise TypeError(f"testing must be True or False; got {type(testing).__name__} {testing!r}")
+        raise TypeError(f"testing must be True or False; got {_describe(testing)}")
     checked = validated_settings(settings)
     return _RestoreTesting(swap_state(testing, checked))
 
@@ -209,16 +209,14 @@ async def shut_down(
         TypeError, ValueError: a bad *reason* or *timeout*.
     """
     if not isinstance(coord, ShutdownCoordinator):
-        raise TypeError(
-            f"coord must be a ShutdownCoordinator; got {type(coord).__name__} {coord!r}"
-        )
+        raise TypeError(f"coord must be a ShutdownCoordinator; got {_describe(coord)}")
     limit = parse_timeout(timeout, "timeout")
     if coord.state is State.IDLE:
         raise ShutdownError("shut_down() needs an entered coordinator (use `async with`)")
     if coord.trigger is None:
         coord.shutdown(reason)
     elif not isinstance(reason, str):
-        raise TypeError(f"reason must be a str; got {type(reason).__name__} {reason!r}")
+        raise TypeError(f"reason must be a str; got {_describe(reason)}")
     if limit is None:
         limit = coord.config.wait_time + coord.config.watchdog_grace + _FINISH_MARGIN
     with anyio.move_on_after(limit):
