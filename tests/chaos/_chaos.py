@@ -211,17 +211,22 @@ class Outcome:
     produced: list[int] = field(init=False)
     acked: list[int] = field(init=False)
     report: dict[str, Any] | None = field(init=False)
+    #: Lines that should carry a job id or a report but do not parse.
+    garbled: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.produced, self.acked, self.report = [], [], None
+        self.produced, self.acked, self.report, self.garbled = [], [], None, []
         for line in self.stdout:
             verb, _, arg = line.partition(" ")
-            if verb == "PRODUCED":
-                self.produced.append(int(arg))
-            elif verb == "ACK":
-                self.acked.append(int(arg))
-            elif verb == "FINISHED":
-                self.report = json.loads(arg)
+            try:
+                if verb == "PRODUCED":
+                    self.produced.append(int(arg))
+                elif verb == "ACK":
+                    self.acked.append(int(arg))
+                elif verb == "FINISHED":
+                    self.report = json.loads(arg)
+            except ValueError:
+                self.garbled.append(line)
 
     @property
     def lost(self) -> set[int]:
@@ -260,7 +265,7 @@ class Outcome:
         """Every guarantee this run broke (empty when all held)."""
         if self.failure is not None:
             return [self.failure]
-        found: list[str] = []
+        found: list[str] = [f"a garbled line: {line!r}" for line in self.garbled[:5]]
 
         def check(bad: set[int], what: str) -> None:
             if bad:

@@ -114,3 +114,8 @@ def test_exit_statuses_must_match_the_report() -> None:
     assert _outcome(lines, {1: 1}, -signal.SIGTERM).problems() == [
         f"no FINISHED line (exit status {-signal.SIGTERM})"
     ]
+
+
+def test_a_garbled_line_is_reported_not_raised() -> None:
+    outcome = _outcome(["PRODUCED 1", "ACK 1", "ACK 1PRODUCED 2", _finished()], {1: 1})
+    assert outcome.problems() == ["a garbled line: 'ACK 1PRODUCED 2'"]
