@@ -261,6 +261,12 @@ class Outcome:
     def forced(self) -> bool:
         return bool(self.report is not None and self.report.get("forced"))
 
+    @property
+    def signal_after_finish(self) -> bool:
+        """Whether the second signal came once the shutdown had finished: logged by
+        the coordinator, or ignored by gracestop.run while the process exited."""
+        return self.second_sent and "after the shutdown" in self.stderr
+
     def problems(self) -> list[str]:
         """Every guarantee this run broke (empty when all held)."""
         if self.failure is not None:
@@ -434,6 +440,8 @@ class Totals:
     exit_codes: collections.Counter[int | None] = field(default_factory=collections.Counter)
     second_sent: int = 0
     forced: int = 0
+    #: Second signals that came once the shutdown had finished (logged, ignored).
+    after_finish: int = 0
     produced: int = 0
     acknowledged: int = 0
     persisted: int = 0
@@ -452,6 +460,7 @@ class Totals:
         self.exit_codes[outcome.returncode] += 1
         self.second_sent += outcome.second_sent
         self.forced += outcome.forced
+        self.after_finish += outcome.signal_after_finish
         self.produced += len(set(outcome.produced))
         self.acknowledged += len(set(outcome.acked))
         self.persisted += sum(outcome.rows.values())
@@ -472,7 +481,10 @@ class Totals:
                 f"iterations        {self.iterations} ({self.failed} failed)",
                 f"  by backend      {counts(self.by_backend)}",
                 f"  by variant      {counts(self.by_variant)}",
-                f"second signals    {self.second_sent} sent, {self.forced} forced the quit",
+                f"second signals    {self.second_sent} sent: {self.forced} forced the quit, "
+                f"{self.after_finish} came after the shutdown had finished (logged), "
+                f"{self.second_sent - self.forced - self.after_finish} had no visible effect "
+                "(merged with the SIGTERM, or ignored in the interpreter's last clean-up)",
                 f"exit codes        {counts(self.exit_codes)}",
                 f"slowest exit      {self.slowest_exit:.2f}s after the SIGTERM",
                 f"jobs produced     {self.produced}",
