@@ -110,6 +110,23 @@ async def test_exiting_ignores_the_signals_once_the_shutdown_has_finished(
     assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
 
 
+async def test_exiting_leaves_a_handler_the_application_put_in_place_since(
+    received: list[int],
+) -> None:
+    coord = coordinator()
+    late = LateSignals(coord)
+    late.install()
+    async with coord:
+        coord.shutdown()
+
+    def own(signum: int, frame: FrameType | None) -> None:
+        pass
+
+    signal.signal(signal.SIGHUP, own)
+    late.exiting()
+    assert signal.getsignal(signal.SIGHUP) is own
+
+
 def test_off_the_main_thread_nothing_is_installed(received: list[int]) -> None:
     lates: list[LateSignals] = []
     thread = threading.Thread(target=lambda: lates.append(LateSignals(coordinator())))
