@@ -19,7 +19,7 @@ help:
 	@echo "make test       lint, format check, mypy --strict, pytest on asyncio and trio with coverage >= 90%"
 	@echo "make lint       ruff check and ruff format --check"
 	@echo "make format     ruff format and ruff check --fix"
-	@echo "make typecheck  mypy --strict on src/, examples/ and benchmarks/"
+	@echo "make typecheck  mypy --strict on src/, examples/, benchmarks/ and tests/typing; pyright strict on src/ and tests/typing"
 	@echo "make docs       build the documentation site with mkdocs build --strict"
 	@echo "make bench      compare gracestop with its peers and baselines: one table, benchmarks/results.json"
 	@echo "make bench-smoke  run every benchmark briefly (checks they run; CI runs it)"
@@ -38,16 +38,19 @@ demo: $(STAMP)
 	$(BIN)/python -m gracestop demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples benchmarks
-	$(BIN)/ruff format --check src tests examples benchmarks
+	$(BIN)/ruff check src tests examples benchmarks docs/hooks
+	$(BIN)/ruff format --check src tests examples benchmarks docs/hooks
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests examples benchmarks
-	$(BIN)/ruff check --fix src tests examples benchmarks
+	$(BIN)/ruff format src tests examples benchmarks docs/hooks
+	$(BIN)/ruff check --fix src tests examples benchmarks docs/hooks
 
+# pyright's wrapper would ask PyPI for a newer release on every run: the installed one is used.
 typecheck: $(STAMP)
 	$(BIN)/mypy
-	$(BIN)/mypy --strict examples benchmarks
+	$(BIN)/mypy --strict examples benchmarks docs/hooks
+	$(BIN)/mypy --strict tests/typing
+	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright src tests/typing
 
 pytest: $(STAMP)
 	rm -f .coverage .coverage.*

@@ -105,13 +105,23 @@ class Row:
 
     @property
     def verdict(self) -> Verdict:
-        a, b = self.a.median, self.b.median
-        if self.better == "higher":
-            a, b = b, a
-        # Lower is better from here on.
-        if math.isclose(a, b, rel_tol=LEVEL, abs_tol=1e-12) or (b > 0 and abs(a / b - 1) <= LEVEL):
+        """Ahead, level or behind, read from the paired ratio shown beside it.
+
+        The ratio is the median of the per-round ratios; where no round gives one
+        (``b`` was 0 in every round, as with 0 failed requests), the medians are
+        compared instead.
+        """
+        ratio = self.ratio
+        if ratio is None:
+            a, b = self.a.median, self.b.median
+            if math.isclose(a, b, abs_tol=1e-12):
+                return "level"
+            ahead = a < b if self.better == "lower" else a > b
+            return "ahead" if ahead else "behind"
+        if abs(ratio - 1) <= LEVEL:
             return "level"
-        return "ahead" if a < b else "behind"
+        ahead = ratio < 1 if self.better == "lower" else ratio > 1
+        return "ahead" if ahead else "behind"
 
     def to_json(self) -> dict[str, Any]:
         ratios = self.ratios()

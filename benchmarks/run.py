@@ -20,6 +20,12 @@ from _bench import RESULTS, Row, table, write_results
 #: The benchmark modules, in the order of the table. Each has ``run(smoke) -> list[Row]``.
 MODULES = [
     "signal_latency",
+    "hooks",
+    "holds",
+    "imports",
+    "asgi_rps",
+    "exit_time",
+    "drain_failures",
 ]
 
 

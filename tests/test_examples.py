@@ -153,6 +153,8 @@ def test_worker_with_probes_demo_exits_0(backend: str) -> None:
 
 
 def test_examples_are_all_exercised() -> None:
+    # tutorial.py and test_tutorial.py are run, with real signals, by
+    # tests/process/test_tutorial.py, which also checks them against docs/tutorial.md.
     here = Path(__file__).read_text()
     for example in EXAMPLES.glob("*.py"):
         assert example.name in here, f"{example.name} has no test"

@@ -538,6 +538,7 @@ def test_every_public_name_of_the_module_is_documented() -> None:
         "Protocol",
         "TypeAlias",
         "runtime_checkable",
+        "cast",
         "Iterable",
         "Callable",
         "HookStatus",

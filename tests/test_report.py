@@ -200,6 +200,24 @@ def test_render_forced_by_a_second_signal_and_phases_that_never_started() -> Non
     ]
 
 
+def test_render_names_holds_open_at_a_quit_forced_before_the_window_closed() -> None:
+    report = ShutdownReport(
+        trigger=Trigger("signal", signal=signal.SIGTERM, reason="SIGTERM", at=AT),
+        results=(
+            HookResult("stop-intake", Phase.WRAP_UP, 0, HookStatus.OK, 0.0, 0.1),
+            HookResult("close-db", Phase.SHUTDOWN, 0, HookStatus.CANCELLED),
+        ),
+        forced=True,
+        forced_by="signal",
+        duration=0.5,
+        open_holds=("worker",),
+        phases=(PhaseSpan("wrap_up", 0.0, None),),
+    )
+    lines = report.render(width=70, color=False, ascii=True).splitlines()
+    assert "  !! holds still open at the forced quit: worker" in lines
+    assert not [line for line in lines if "wrap-up time ran out" in line]
+
+
 def test_render_running_and_pending_hooks_of_a_report_built_mid_way() -> None:
     report = ShutdownReport(
         trigger=Trigger("exit", at=AT),

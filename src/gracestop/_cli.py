@@ -17,6 +17,7 @@ import sys
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import cast
 
 from ._config import _MAPPING_KEYS, FIELD_NAMES, DurationLike, ShutdownConfig, parse_duration
 
@@ -120,7 +121,20 @@ def _read_file(path: Path) -> object:
         raise ConfigSourceError(f"cannot parse {path}: {exc}") from None
 
 
-_KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+_KINDS: dict[type[object], str] = {
+    list: "a list",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+}
+
+
+def _as_mapping(data: object) -> Mapping[object, object] | None:
+    """*data* as a mapping, or None when it is not one."""
+    # A parsed YAML or TOML file can hold keys and values of any type; isinstance cannot
+    # say which, so the mapping is typed as holding objects and checked key by key.
+    return cast("Mapping[object, object]", data) if isinstance(data, Mapping) else None
 
 
 def _section(data: object, path: Path, section: str | None) -> Mapping[str, object]:
@@ -131,31 +145,34 @@ def _section(data: object, path: Path, section: str | None) -> Mapping[str, obje
     if section:
         walked: list[str] = []
         for key in section.split("."):
-            if not isinstance(data, Mapping) or key not in data:
+            node = _as_mapping(data)
+            if node is None or key not in node:
                 where = f"under {'.'.join(walked)!r}" if walked else "at the top level"
-                keys = ", ".join(map(str, data)) if isinstance(data, Mapping) else "none"
+                keys = ", ".join(map(str, node)) if node is not None else "none"
                 raise ConfigSourceError(
                     f"no section {section!r} in {path}: no key {key!r} {where} (keys: {keys})"
                 )
             walked.append(key)
-            data = data[key]
+            data = node[key]
     if data is None:
         # An empty YAML section ("Shutdown:" alone): every field at its default.
         data = {}
-    if not isinstance(data, Mapping):
+    settings = _as_mapping(data)
+    if settings is None:
         what = f"section {section!r}" if section else "top level"
         kind = _KINDS.get(type(data), f"a {type(data).__name__}")
         raise ConfigSourceError(f"the {what} of {path} is {kind}, not a mapping of settings")
     if not section:
         # A whole file whose settings sit under a key (go-zero's Shutdown:): say where.
-        unknown = [key for key in data if key not in _MAPPING_KEYS]
-        nested = [key for key in unknown if isinstance(data[key], Mapping)]
+        unknown = [key for key in settings if key not in _MAPPING_KEYS]
+        nested = [key for key in unknown if isinstance(settings[key], Mapping)]
         if nested:
             raise ConfigSourceError(
                 f"unknown key {unknown[0]!r} at the top level of {path}; the settings "
                 f"look nested: use --section {nested[0]}"
             )
-    return data
+    # Keys that are not strings are refused, with their name, by ShutdownConfig.from_mapping.
+    return cast("Mapping[str, object]", settings)
 
 
 def _env_text(value: object) -> str:
@@ -164,7 +181,8 @@ def _env_text(value: object) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, tuple):
-        return ",".join(sig.name for sig in value) or "none"
+        signals = cast("tuple[signal.Signals, ...]", value)
+        return ",".join(sig.name for sig in signals) or "none"
     return str(value)
 
 
@@ -231,7 +249,8 @@ def _show_setting(name: str, value: object) -> str:
     if value is None:
         return _NONE_MEANS.get(name, "none")
     if isinstance(value, list):
-        return ", ".join(map(str, value)) or "none"
+        items = cast("list[object]", value)
+        return ", ".join(map(str, items)) or "none"
     if isinstance(value, float):
         return f"{value:g}s"
     return str(value)

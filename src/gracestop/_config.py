@@ -358,6 +358,14 @@ def _one_signal(item: object, field: str) -> signal.Signals:
     return sig
 
 
+def _signal_items(value: object) -> Iterable[object] | None:
+    """*value* as an iterable of signal items, or None when it cannot be one."""
+    if isinstance(value, (bytes, bytearray, Mapping)) or not isinstance(value, Iterable):
+        return None
+    # Each item is checked by _one_signal; the iterable itself may hold anything.
+    return cast("Iterable[object]", value)
+
+
 def parse_signals(value: object, field: str = "signals") -> tuple[signal.Signals, ...] | None:
     """Normalise a signal specification to a tuple of ``signal.Signals`` (or ``None``).
 
@@ -378,13 +386,14 @@ def parse_signals(value: object, field: str = "signals") -> tuple[signal.Signals
         return None
     if isinstance(value, (str, int)):
         return (_one_signal(value, field),)
-    if isinstance(value, (bytes, bytearray, Mapping)) or not isinstance(value, Iterable):
+    items = _signal_items(value)
+    if items is None:
         raise TypeError(
             f"{field} must be None, a signal, or an iterable of signal names/numbers; "
             f"got {_describe(value)}"
         )
     result: dict[signal.Signals, None] = {}
-    for item in value:
+    for item in items:
         result.setdefault(_one_signal(item, field), None)
     return tuple(result)
 
@@ -417,12 +426,18 @@ def _strict_bool(value: object, field: str) -> bool:
     return value
 
 
+def _path_text(value: object) -> object:
+    """*value* through ``os.fspath`` when it is path-like, else *value* unchanged."""
+    if isinstance(value, os.PathLike):
+        # isinstance cannot tell what __fspath__ returns; os.fspath checks it is str or bytes.
+        return os.fspath(cast("os.PathLike[str] | os.PathLike[bytes]", value))
+    return value
+
+
 def _directory(value: object, field: str) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, (str, os.PathLike)):
-        raise TypeError(f"{field} must be None, a str or a path; got {_describe(value)}")
-    path = os.fspath(value)
+    path = _path_text(value)
     if not isinstance(path, str):
         raise TypeError(f"{field} must be None, a str or a path; got {_describe(value)}")
     if not path or "\0" in path:
@@ -441,8 +456,7 @@ def _exit_code(value: object, field: str) -> int:
 def _report_file(value: object, field: str) -> str | None:
     if value is None:
         return None
-    if isinstance(value, os.PathLike):
-        value = os.fspath(value)
+    value = _path_text(value)
     if not isinstance(value, str):
         raise TypeError(f"{field} must be a str, an os.PathLike or None; got {_describe(value)}")
     if not value.strip():
@@ -640,16 +654,18 @@ class ShutdownConfig:
             systemd_ready: SystemdReady = "enter",
         ) -> None: ...
 
-    def __new__(cls, *args: object, **kwargs: object) -> ShutdownConfig:
-        """Refuse unknown keyword arguments with :class:`UnknownFieldError`.
+    else:
+        # Run time only: type checkers read the constructor from __init__ above.
+        def __new__(cls, *args: object, **kwargs: object) -> ShutdownConfig:
+            """Refuse unknown keyword arguments with :class:`UnknownFieldError`.
 
-        Done here because the dataclass ``__init__`` would raise a bare ``TypeError``
-        without naming the valid fields.
-        """
-        for key in kwargs:
-            if key not in _FIELD_SET:
-                raise UnknownFieldError(key, FIELD_NAMES)
-        return super().__new__(cls)
+            Done here because the dataclass ``__init__`` would raise a bare ``TypeError``
+            without naming the valid fields.
+            """
+            for key in kwargs:
+                if key not in _FIELD_SET:
+                    raise UnknownFieldError(key, FIELD_NAMES)
+            return super().__new__(cls)
 
     def __post_init__(self) -> None:
         """Normalise every field in declaration order, then check the invariant."""

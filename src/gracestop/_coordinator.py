@@ -24,6 +24,7 @@ from anyio.abc import TaskGroup
 from ._config import ShutdownConfig
 from ._hooks import Hook, HookContext, Hooks, Waiter, _Registrar, default_hooks, find_waiter
 from ._report import (
+    HookResult,
     HookStatus,
     Phase,
     PhaseSpan,
@@ -152,9 +153,10 @@ class ShutdownCoordinator(_Registrar):
     the wrap-up hooks run (the phase ends early once they have ended and no
     :meth:`hold` is open, and at the latest after ``wrap_up_time``), then the
     shutdown hooks run. ``wait_time`` after the trigger whatever is still running
-    is cancelled; if the event loop itself is stuck, a watchdog thread (armed when
-    a signal triggered the shutdown, or always with ``hard_exit=True``) ends the
-    process ``watchdog_grace`` later.
+    is cancelled; if the event loop itself is stuck, or the block's body does not
+    end once cancelled (a task that swallows its cancellation), a watchdog thread
+    (armed when a signal triggered the shutdown, or always with ``hard_exit=True``,
+    until the block is left) ends the process ``watchdog_grace`` later.
 
     Args:
         config: a :class:`ShutdownConfig`; defaults to ``ShutdownConfig()``.
@@ -214,6 +216,11 @@ class ShutdownCoordinator(_Registrar):
         self._listener: SignalListener | None = None
         self._diagnostics: Diagnostics | None = None
         self._watchdog: Watchdog | None = None
+        # Set by gracestop.run(): the watchdog stays armed past the block, until
+        # the event loop has ended (tasks outside the block that ignore their
+        # cancellation would hold asyncio's teardown).
+        self._keep_watchdog = False
+        self._block_left = False
         self._runs: list[HookRun] = []
         # Runs not ended yet, per phase: phase ends are checked in O(1).
         self._unfinished: dict[Phase, int] = {Phase.WRAP_UP: 0, Phase.SHUTDOWN: 0}
@@ -229,7 +236,7 @@ class ShutdownCoordinator(_Registrar):
         self._open_holds_at_window: tuple[str, ...] = ()
         self._signals_received = 0
         self._early_signals: list[signal.Signals] = []
-        self._forced: str | None = None
+        self._forced: Literal["signal", "deadline"] | None = None
         self._reraise: BaseException | None = None
         self._thread_limiter: anyio.CapacityLimiter | None = None
         self._report: ShutdownReport | None = None
@@ -558,7 +565,10 @@ class ShutdownCoordinator(_Registrar):
         else:
             self._emit(SignalReceived(sig, "ignore", trigger))
 
-    def _force(self, by: str) -> None:
+    def _forced_by(self) -> Literal["signal", "deadline"] | None:
+        return self._forced
+
+    def _force(self, by: Literal["signal", "deadline"]) -> None:
         if self._forced is None:
             self._forced = by
         if self._run_scope is not None:
@@ -824,6 +834,13 @@ class ShutdownCoordinator(_Registrar):
             self._listener.release()
         if self._diagnostics is not None:
             self._diagnostics.release()
+        self._block_left = True
+        if self._watchdog is not None and not self._abandoned_threads() and not self._keep_watchdog:
+            self._watchdog.stop()
+
+    def _stop_watchdog(self) -> None:
+        """Disarm the watchdog :func:`gracestop.run` kept armed past the block, once
+        the event loop has ended (unless a sync hook's thread was abandoned)."""
         if self._watchdog is not None and not self._abandoned_threads():
             self._watchdog.stop()
 
@@ -858,9 +875,8 @@ class ShutdownCoordinator(_Registrar):
             if self._forced is not None:
                 run_scope.cancel()
             async with anyio.create_task_group() as side:
-                side.start_soon(self._progress_loop, name="gracestop progress")
                 try:
-                    await self._phases()
+                    await self._phases(side)
                 finally:
                     side.cancel_scope.cancel()
         if run_scope.cancelled_caught and self._forced is None:
@@ -873,11 +889,20 @@ class ShutdownCoordinator(_Registrar):
             holds = [f"hold {h}" for h in self.open_holds]
             self._emit(ForcedQuit("deadline", (*self._cut_short, *not_started, *holds)))
 
-    async def _phases(self) -> None:
+    async def _phases(self, side: TaskGroup) -> None:
         assert self._trigger is not None
+
+        def start_helpers() -> None:
+            tg.start_soon(self._admitter, name="gracestop late hooks")
+            side.start_soon(self._progress_loop, name="gracestop progress")
+
         async with anyio.create_task_group() as tg:
             self._hook_tg = tg
-            tg.start_soon(self._admitter, name="gracestop late hooks")
+            # Without a drain, the helper tasks start once the first wrap-up hooks
+            # have (spawning them costs more than the rest of the signal path).
+            drains = self._drains(self._trigger)
+            if drains:
+                start_helpers()
             try:
                 await self._drain()
                 self._set_state(State.WRAPPING_UP)
@@ -891,7 +916,13 @@ class ShutdownCoordinator(_Registrar):
                         "wrap_up", len(self._pending[Phase.WRAP_UP]), self._config.wrap_up_time
                     )
                 )
-                tg.start_soon(self._run_phase, Phase.WRAP_UP, name="gracestop wrap-up")
+                groups = self._start_phase(Phase.WRAP_UP)
+                if not drains:
+                    # One loop iteration for the first hooks to start; shielded, so
+                    # that what follows runs as it would without this pause.
+                    await anyio.lowlevel.cancel_shielded_checkpoint()
+                    start_helpers()
+                tg.start_soon(self._run_phase, Phase.WRAP_UP, groups, name="gracestop wrap-up")
                 with anyio.move_on_after(self._config.wrap_up_time):
                     await self._wait_until(self._wrap_up_over)
                 on_its_own = self._wrap_up_over()
@@ -907,7 +938,8 @@ class ShutdownCoordinator(_Registrar):
                 self._set_state(State.SHUTTING_DOWN)
                 self._span_start("shutdown")
                 self._emit(PhaseStarted("shutdown", len(self._pending[Phase.SHUTDOWN]), None))
-                tg.start_soon(self._run_phase, Phase.SHUTDOWN, name="gracestop shutdown")
+                groups = self._start_phase(Phase.SHUTDOWN)
+                tg.start_soon(self._run_phase, Phase.SHUTDOWN, groups, name="gracestop shutdown")
                 await self._wait_until(lambda: self._phase_over(Phase.WRAP_UP))
                 self._span_end("wrap_up")
                 self._stage_ended("wrap_up")
@@ -969,13 +1001,13 @@ class ShutdownCoordinator(_Registrar):
         ]
         self._emit(WrapUpTimeUp(self._config.wrap_up_time, tuple(still), holds))
 
-    async def _run_phase(self, phase: Phase) -> None:
-        """Run the phase's hooks known so far, lower ``order`` groups first.
+    def _start_phase(self, phase: Phase) -> list[list[HookRun]]:
+        """Start the phase: take its hooks known so far, sort them into ``order``
+        groups and start the first group at once; :meth:`_run_phase` does the rest.
 
-        When the wrap-up window closes, the wrap-up groups still waiting for their
-        turn start at once, beside the shutdown hooks, rather than after them.
+        Started here rather than by the phase's task so that the first hooks run
+        one loop iteration sooner after the trigger.
         """
-        assert self._hook_tg is not None
         runs = list(self._pending[phase])
         self._pending[phase].clear()
         self._phase_started.add(phase)
@@ -987,21 +1019,35 @@ class ShutdownCoordinator(_Registrar):
             counter = Group(len(group))
             for run in group:
                 run.group = counter
+        if groups:
+            self._start_runs(groups[0])
+        return groups
+
+    def _start_runs(self, runs: Iterable[HookRun]) -> None:
+        assert self._hook_tg is not None
+        for run in runs:
+            self._hook_tg.start_soon(self._run_hook, run, name=f"gracestop hook {run.hook.name}")
+
+    async def _run_phase(self, phase: Phase, groups: list[list[HookRun]]) -> None:
+        """Run the phase's ``order`` groups one after the other, lower ``order``
+        first; the first one was started by :meth:`_start_phase`.
+
+        When the wrap-up window closes, the wrap-up groups still waiting for their
+        turn start at once, beside the shutdown hooks, rather than after them.
+        """
 
         def cut_short() -> bool:
             return phase is Phase.WRAP_UP and self._window_over
 
+        started = min(1, len(groups))
         try:
             for index, group in enumerate(groups):
-                starting = group
                 if cut_short():
-                    starting = [r for later in groups[index:] for r in later]
-                for run in starting:
-                    self._hook_tg.start_soon(
-                        self._run_hook, run, name=f"gracestop hook {run.hook.name}"
-                    )
-                if cut_short():
+                    self._start_runs([r for later in groups[started:] for r in later])
                     break
+                if index >= started:
+                    self._start_runs(group)
+                    started = index + 1
                 await self._wait_until(functools.partial(group_done, group, cut_short))
         finally:
             self._sequence_done.add(phase)
@@ -1045,7 +1091,8 @@ class ShutdownCoordinator(_Registrar):
                 status = HookStatus.FAILED
                 run.error = exc
                 return
-            status = HookStatus.CANCELLED if self._forced == "signal" else HookStatus.TIMED_OUT
+            # Read through a method: _forced was set by another task while this one awaited.
+            status = HookStatus.CANCELLED if self._forced_by() == "signal" else HookStatus.TIMED_OUT
             if status is HookStatus.TIMED_OUT:
                 self._cut_short.append(f"{hook.phase} hook {hook.name}")
             raise
@@ -1102,9 +1149,7 @@ class ShutdownCoordinator(_Registrar):
                 PhaseSpan(name, span[0] - t0 if span[0] is not None else 0.0, _rel(span[1], t0))
                 for name, span in self._spans.items()
             ),
-            forced_by="signal"
-            if self._forced == "signal"
-            else ("deadline" if self._forced else None),
+            forced_by=self._forced,
             wait_time=self._config.wait_time,
         )
         self._report = report
@@ -1115,8 +1160,9 @@ class ShutdownCoordinator(_Registrar):
         path = self._report_path()
         if path is not None:
             write_report_file(path, report)
-        if self._watchdog is not None and not self._abandoned_threads():
-            self._watchdog.stop()
+        # The watchdog stays armed until the block is left (_release): the body is
+        # cancelled only now, and a task that ignores its cancellation would
+        # otherwise keep the process alive past the deadline.
         for registry in self._registries:
             registry._read_by_shutdown(-1)
         self._leave_parent()
@@ -1141,7 +1187,7 @@ class ShutdownCoordinator(_Registrar):
             return
         t0 = self._trigger_mono
         fate = {HookStatus.RUNNING: HookStatus.TIMED_OUT, HookStatus.PENDING: HookStatus.CANCELLED}
-        results = []
+        results: list[HookResult] = []
         for run in sorted(self._runs, key=lambda r: r.hook.phase is Phase.SHUTDOWN):
             result = run.final or run.result(t0)
             if result.status in fate:
@@ -1176,7 +1222,19 @@ class ShutdownCoordinator(_Registrar):
 
     def _describe_pending(self) -> str:
         """What is still running, pending or open: for the watchdog."""
-        return _names(self._all_pending(), limit=20)
+        pending = _names(self._all_pending(), limit=20)
+        if pending or self._state is not State.STOPPED:
+            return pending
+        if self._block_left:
+            return (
+                "the event loop's end: every hook has ended and the `async with` block "
+                "was left, but a task outside it has not ended (one that ignores "
+                "cancellation?)"
+            )
+        return (
+            "the body of the `async with` block: every hook has ended, but the body, "
+            "cancelled then, has not ended (a task that ignores cancellation?)"
+        )
 
     def _all_pending(self) -> list[str]:
         """Hooks still running or not started, and open holds (counted by name)."""
@@ -1190,7 +1248,7 @@ class ShutdownCoordinator(_Registrar):
     def _pending_parts(self) -> list[str]:
         """Each hook still running or not started, described for a person."""
         now = time.monotonic()
-        parts = []
+        parts: list[str] = []
         for run in list(self._runs):
             if run.abandoned and run.ended is not None:
                 parts.append(

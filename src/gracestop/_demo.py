@@ -97,13 +97,13 @@ class JobCounts:
     """What the client saw and what the SQLite file holds afterwards."""
 
     offered: int = 0
-    queued: set[int] = field(default_factory=set)
-    done: set[int] = field(default_factory=set)
-    refused: set[int] = field(default_factory=set)
+    queued: set[int] = field(default_factory=set[int])
+    done: set[int] = field(default_factory=set[int])
+    refused: set[int] = field(default_factory=set[int])
     unanswered: int = 0
     rows_done: int = 0
     rows_pending: int = 0
-    lost: list[int] = field(default_factory=list)
+    lost: list[int] = field(default_factory=list[int])
 
     def to_dict(self) -> dict[str, Any]:
         """The numbers, JSON-serialisable."""

@@ -19,6 +19,7 @@ It prints ``READY {json}`` (the port) when it takes jobs, its log on stderr, and
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -252,7 +253,10 @@ async def serve(options: ServiceOptions) -> int:
             for n in range(options.workers):
                 tg.start_soon(workers.work, f"worker-{n + 1}")
             port = listener.extra(anyio.abc.SocketAttribute.local_port)
-            tg.start_soon(listener.serve, lambda s: _intake(s, send, coord, replies))
+            tg.start_soon(
+                listener.serve,
+                functools.partial(_intake, queue=send, coord=coord, replies=replies),
+            )
             ready: dict[str, object] = {"pid": os.getpid(), "port": port}
             if options.http:
                 # Imported only here: the worker part runs from the base install.

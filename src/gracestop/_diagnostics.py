@@ -350,7 +350,7 @@ def _short_repr(obj: object) -> str:
 
 def _thread_stacks() -> list[_Stack]:
     names = {t.ident: t for t in threading.enumerate()}
-    stacks = []
+    stacks: list[_Stack] = []
     for ident, frame in sorted(sys._current_frames().items()):
         thread = names.get(ident)
         label = thread.name if thread is not None else "(unknown)"
@@ -360,7 +360,7 @@ def _thread_stacks() -> list[_Stack]:
 
 
 def _asyncio_task_stacks(loop: asyncio.AbstractEventLoop) -> list[_Stack]:
-    stacks = []
+    stacks: list[_Stack] = []
     for task in sorted(asyncio.all_tasks(loop), key=lambda t: t.get_name()):
         frames, note = _await_chain(task.get_coro())
         # What the task is blocked on: more telling than the future's iterator.
@@ -454,7 +454,8 @@ def _render_profile(
 
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
-    pstats_data = marshal.dumps(stats.stats)  # type: ignore[attr-defined]
+    # The table that dump_stats writes; typeshed's pstats stub does not declare it.
+    pstats_data = marshal.dumps(vars(stats)["stats"])
     out.write(
         f"gracestop profile\nprogram: {program_name()}  pid: {os.getpid()}  "
         f"recorded: {seconds:.3f}s of the event-loop thread\n"

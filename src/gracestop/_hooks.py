@@ -109,19 +109,20 @@ class Waiter:
     async def wait(self) -> HookResult:
         """Wait until the hook has ended and return its result."""
         with self._lock:
-            result = self._result
-            if result is None:
+            entry = None
+            if self._result is None:
                 entry = (anyio.Event(), threading.get_ident(), loop_caller())
                 self._events.append(entry)
-        if result is not None:
+        if entry is None:
             await anyio.lowlevel.checkpoint()
-            return result
-        try:
-            await entry[0].wait()
-        finally:
-            with self._lock:
-                if entry in self._events:
-                    self._events.remove(entry)
+        else:
+            try:
+                await entry[0].wait()
+            finally:
+                with self._lock:
+                    if entry in self._events:
+                        self._events.remove(entry)
+        # Set once and never cleared, so it is there whichever way we came.
         assert self._result is not None
         return self._result
 

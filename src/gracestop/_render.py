@@ -274,7 +274,11 @@ def render_report(report: ShutdownReport, *, width: int, color: bool, ascii: boo
         for name in report.open_holds:
             counts[name] = counts.get(name, 0) + 1
         named = (n + (f" x{c}" if c > 1 else "") for n, c in counts.items())
-        holds = "holds still open when wrap-up time ran out: " + ", ".join(named)
+        # A quit forced before the wrap-up window closed names the holds open then;
+        # the window closing is what starts the shutdown stage.
+        window_closed = not report.forced or any(p.name == "shutdown" for p in report.phases)
+        when = "when wrap-up time ran out" if window_closed else "at the forced quit"
+        holds = f"holds still open {when}: " + ", ".join(named)
         lines.extend(paint(line, _YELLOW) for line in _wrap(f"  {glyphs.warning} {holds}", width))
     if report.forced:
         by = {"deadline": "by the wait_time deadline", "signal": "by a second signal"}

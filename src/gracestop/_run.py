@@ -36,6 +36,11 @@ def run(
 ) -> NoReturn:
     """Run ``main(coord)`` inside a :class:`ShutdownCoordinator` and exit the process.
 
+    After a signal, the whole rest of the process is bounded: the watchdog stays
+    armed until the event loop has ended, so a task that swallows its
+    cancellation, in ``main`` or started outside it, cannot keep the process
+    alive past ``wait_time`` + ``watchdog_grace``.
+
     The exit status is 0 when every hook ended ``OK``; ``force_exit_code`` when the
     quit was forced (deadline or second signal); 1 when a hook failed or timed
     out, or when ``main`` raised (its traceback is printed to stderr). A
@@ -75,6 +80,10 @@ def run(
         raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}; got {backend!r}")
     # Built here so that bad configuration fails before the event loop starts.
     coord = ShutdownCoordinator(hooks=hooks, observers=observers, **config)
+    # run() owns the event loop: after a signal, the deadline also covers the
+    # loop's teardown, where asyncio waits for every task left, even one that
+    # ignores its cancellation.
+    coord._keep_watchdog = True
     late = LateSignals(coord)
 
     async def _main() -> None:
@@ -91,6 +100,7 @@ def run(
     except BaseException as exc:  # main raised: report it, then exit with 1
         error = exc
     finally:
+        coord._stop_watchdog()
         late.loop_closed()
     code = exit_code(coord, error)
     # Registered last, so it runs first among the atexit callbacks.
@@ -107,7 +117,7 @@ def exit_code(coord: ShutdownCoordinator, error: BaseException | None = None) ->
     if not isinstance(coord, ShutdownCoordinator):
         raise TypeError(f"coord must be a ShutdownCoordinator; got {type(coord).__name__}")
     report = coord.report
-    hook_errors = {id(r.error) for r in report.results} if report is not None else set()
+    hook_errors = {id(r.error) for r in report.results} if report is not None else set[int]()
     main_error = error is not None and id(error) not in hook_errors
     if main_error and not isinstance(error, SystemExit):
         traceback.print_exception(error)

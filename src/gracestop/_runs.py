@@ -9,7 +9,7 @@ import functools
 import inspect
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import anyio
@@ -140,7 +140,7 @@ async def call_sync_hook_in_thread(
 
 
 @contextlib.contextmanager
-def _anyio_worker(token: Any) -> Iterator[None]:
+def _anyio_worker(token: Any) -> Generator[None, None, None]:
     """Let a sync hook's thread call back into the loop with ``anyio.from_thread``,
     as it could in one of anyio's own worker threads."""
     try:

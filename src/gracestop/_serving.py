@@ -44,7 +44,7 @@ class ServerStartupError(RuntimeError):
 
 def bound_addresses(sockets: list[socket.socket]) -> list[tuple[str, int]]:
     """``(host, port)`` of each TCP socket (unix sockets are left out)."""
-    found = []
+    found: list[tuple[str, int]] = []
     for sock in sockets:
         if sock.family in (socket.AF_INET, socket.AF_INET6):
             name = sock.getsockname()

@@ -8,7 +8,7 @@ import signal
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import anyio
 import anyio.lowlevel
@@ -66,6 +66,13 @@ Handler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
 LoopHandlers = dict[signal.Signals, tuple[Any, Any, tuple[Any, ...]]]
 
 
+def _signal_handle_registry(loop: asyncio.AbstractEventLoop) -> dict[int, object] | None:
+    """The selector loop's private signal number -> ``asyncio.Handle`` map, if it has one."""
+    registry = getattr(loop, "_signal_handlers", None)
+    # Not public API: typed as holding objects, each read with getattr.
+    return cast("dict[int, object]", registry) if isinstance(registry, dict) else None
+
+
 def _asyncio_loop_handlers(
     signals: tuple[signal.Signals, ...], previous: dict[signal.Signals, Handler]
 ) -> LoopHandlers | None:
@@ -79,8 +86,8 @@ def _asyncio_loop_handlers(
         loop = asyncio.get_running_loop()
     except RuntimeError:  # trio: no asyncio loop
         return {}
-    registry = getattr(loop, "_signal_handlers", None)
-    if not isinstance(registry, dict):
+    registry = _signal_handle_registry(loop)
+    if registry is None:
         owned = any(getattr(h, "__self__", None) is loop for h in previous.values())
         return None if owned else {}
     saved: LoopHandlers = {}

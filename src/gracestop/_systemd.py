@@ -161,7 +161,7 @@ class SystemdNotifier:
         or the notifier is closed."""
         if self._closed:
             return False
-        lines = []
+        lines: list[str] = []
         for assignment in assignments:
             key, _, value = assignment.partition("=")
             lines.append(f"{key}={clean_value(value)}")

@@ -33,7 +33,9 @@ from typing import Any, cast
 import anyio
 from anyio.abc import TaskStatus
 from hypercorn.config import Config, Sockets
-from hypercorn.utils import wrap_app
+
+# hypercorn annotates WSGI apps with a bare dict and Callable: partly unknown to pyright.
+from hypercorn.utils import wrap_app  # pyright: ignore[reportUnknownVariableType]
 
 from ._coordinator import ShutdownCoordinator
 from ._hooks import HookContext
@@ -95,7 +97,8 @@ def _close_sockets_left_in(tb: TracebackType | None) -> None:
     """Close the sockets hypercorn created before a bind failed: it leaves them open."""
     while tb is not None:
         for value in list(tb.tb_frame.f_locals.values()):
-            found = value if isinstance(value, list) else [value]
+            # A frame's locals are of any type; a list is searched one level deep.
+            found = cast("list[object]", value) if isinstance(value, list) else [value]
             for item in found:
                 if isinstance(item, socket.socket):
                     item.close()
@@ -146,10 +149,15 @@ async def serve(
     config = _config(config, hypercorn_options)
     coord = check_running(coord)
     middleware = check_middleware(app, coord)
+    # hypercorn annotates shutdown_trigger with a bare Awaitable: partly unknown to pyright.
     if running_on_asyncio():
-        from hypercorn.asyncio.run import worker_serve
+        from hypercorn.asyncio.run import (
+            worker_serve,  # pyright: ignore[reportUnknownVariableType]
+        )
     else:
-        from hypercorn.trio.run import worker_serve
+        from hypercorn.trio.run import (
+            worker_serve,  # pyright: ignore[reportUnknownVariableType]
+        )
     stop = anyio.Event()
     done = anyio.Event()
 

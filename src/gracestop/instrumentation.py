@@ -60,7 +60,16 @@ import logging
 import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeAlias, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Literal,
+    Protocol,
+    TypeAlias,
+    cast,
+    runtime_checkable,
+)
 
 from ._report import HookStatus, Phase, ShutdownReport, Trigger, _count
 
@@ -307,14 +316,15 @@ def _check_observers(observers: object, field: str = "observers") -> tuple[Obser
             f"{field} must be an iterable of observers (callables taking an event); "
             f"got {type(observers).__name__} {observers!r}"
         )
-    found = tuple(observers)
+    found = tuple(cast("Iterable[object]", observers))
     for item in found:
         if not callable(item):
             raise TypeError(
                 f"{field} must contain only observers (callables taking an event); "
                 f"got {type(item).__name__} {item!r}"
             )
-    return found
+    # callable() cannot see a signature: each observer is trusted to take one event.
+    return cast("tuple[Observer, ...]", found)
 
 
 class _Dispatcher:

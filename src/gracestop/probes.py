@@ -151,6 +151,7 @@ class _ProbeServer:
 
     async def _serve(self, conn: h11.Connection, stream: SocketStream) -> None:
         while True:
+            request: h11.Request | None = None
             try:
                 with anyio.move_on_after(self._timeout) as waiting:
                     request = await self._read_request(conn, stream)

@@ -35,7 +35,7 @@ parallel threads of one process share it.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Generator, Iterable, Mapping
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -58,13 +58,6 @@ from ._testing import (
 from ._testing import (
     current_settings as _current_settings,
 )
-
-try:
-    import pytest
-except ImportError:  # pragma: no cover - pytest is only needed for the fixtures
-    _HAVE_PYTEST = False
-else:
-    _HAVE_PYTEST = True
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -152,7 +145,7 @@ async def open_coordinator(
     *,
     hooks: Hooks | Iterable[Hooks] | None = None,
     **overrides: Unpack[ConfigOverrides],
-) -> AsyncIterator[ShutdownCoordinator]:
+) -> AsyncGenerator[ShutdownCoordinator, None]:
     """An entered coordinator for a test, in testing mode, run in a task of its own.
 
     The coordinator's ``async with`` block runs in a background task, so when the
@@ -236,10 +229,15 @@ async def shut_down(
     )
 
 
-if _HAVE_PYTEST:
+# The fixtures, defined only where pytest is installed: the rest works without it.
+try:
+    import pytest
+except ImportError:  # pragma: no cover - pytest is only needed for the fixtures
+    pass
+else:
 
     @pytest.fixture
-    def gracestop_testing() -> Iterator[None]:
+    def gracestop_testing() -> Generator[None, None, None]:
         """Testing mode on for one test, then the previous state back."""
         with set_testing(True):
             yield
@@ -253,7 +251,7 @@ if _HAVE_PYTEST:
     @pytest.fixture
     async def gracestop_coordinator(
         gracestop_options: dict[str, Any],
-    ) -> AsyncIterator[ShutdownCoordinator]:
+    ) -> AsyncGenerator[ShutdownCoordinator, None]:
         """An entered coordinator in testing mode (see :func:`open_coordinator`).
 
         Needs anyio's pytest plugin: mark the test ``@pytest.mark.anyio``.

@@ -156,7 +156,7 @@ async def serve(
         # uvicorn's own limit is only a backstop: at ``left`` the requests still
         # running are cut here, which ends them without a cancelled-task traceback.
         # Typed int by uvicorn, used as a float (asyncio.wait_for's timeout).
-        config.timeout_graceful_shutdown = left + FORCE_GRACE  # type: ignore[assignment]
+        config.timeout_graceful_shutdown = left + FORCE_GRACE  # type: ignore[assignment]  # pyright: ignore[reportAttributeAccessIssue]
         logger.info("uvicorn: no longer accepting; draining for at most %.3gs", left)
         # Stop accepting now; uvicorn's own stop comes once the websockets are
         # closed with 1001, since it would close them with 1012 at once.

@@ -525,6 +525,47 @@ def run_deadline(backend: str, variant: str) -> None:
     run_with_report(main, backend, wait_time=1, wrap_up_time=0.5, force_exit_code=5)
 
 
+@scenario
+def stubborn(backend: str, variant: str) -> None:
+    """A task that swallows its cancellation and keeps going: in the block's body
+    (``variant`` ``body``) or outside the block (``loop``: an asyncio task, a trio
+    system task), where only the event loop's teardown waits for it."""
+
+    async def swallow() -> None:
+        told = False
+        while True:
+            try:
+                await anyio.sleep(3600)
+            except anyio.get_cancelled_exc_class():
+                if not told:
+                    told = True
+                    out("SWALLOWED")
+
+    async def main(coord: ShutdownCoordinator) -> None:
+        @coord.on_shutdown(name="closer")
+        async def closer() -> None:
+            out("HOOK closer")
+
+        if variant == "body":
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(swallow)
+                out("READY")
+                await anyio.sleep_forever()
+        elif backend == "trio":
+            import trio.lowlevel
+
+            trio.lowlevel.spawn_system_task(swallow)
+        else:
+            import asyncio
+
+            tasks.append(asyncio.ensure_future(swallow()))
+        out("READY")
+        await anyio.sleep_forever()
+
+    tasks: list[object] = []
+    run_with_report(main, backend, wait_time=1, wrap_up_time=0.5, force_exit_code=7)
+
+
 def diag_spin_work(rounds: int) -> int:
     """Busy work on the loop thread, for the profile to find by name."""
     return sum(sum(range(20_000)) for _ in range(rounds))

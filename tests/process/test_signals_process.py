@@ -521,3 +521,28 @@ def test_run_exits_with_force_exit_code_at_the_deadline(spawn: Spawn, backend: s
     results = results_by_name(report)
     assert results["sleepy"]["status"] == "timed_out"
     assert results["closer"]["status"] == "ok"
+
+
+@backends
+@pytest.mark.parametrize("where", ["body", "loop"])
+def test_a_task_that_ignores_cancellation_cannot_keep_the_process_alive(
+    spawn: Spawn, backend: str, where: str
+) -> None:
+    """Every hook ends at once, then the task is cancelled and goes on: in the
+    block's body it keeps the block from ending, outside it the event loop's
+    teardown waits for it. The watchdog, armed until run() has ended the loop,
+    ends the process at wait_time + watchdog_grace all the same."""
+    child = spawn("stubborn", backend, where)
+    child.expect(r"^READY$")
+    sent = child.signal(signal.SIGTERM)
+    child.expect(r"^SWALLOWED$")
+    rc, out, err = child.wait(timeout=10)
+    elapsed = time.monotonic() - sent
+    assert rc == 7, err  # force_exit_code, from the watchdog
+    # wait_time (1 s) + watchdog_grace (0.5 s), and not much later.
+    assert 1.45 <= elapsed < 4.0, elapsed
+    assert "HOOK closer" in out.splitlines()
+    assert "the process outlived its shutdown deadline" in err, err
+    what = "the body of the `async with` block" if where == "body" else "the event loop's end"
+    assert f"still pending: {what}" in err, err
+    assert "ignores cancellation" in err
