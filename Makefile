@@ -38,17 +38,18 @@ demo: $(STAMP)
 	$(BIN)/python -m gracestop demo
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests examples benchmarks docs/hooks
-	$(BIN)/ruff format --check src tests examples benchmarks docs/hooks
+	$(BIN)/ruff check src tests examples benchmarks docs/hooks conftest.py
+	$(BIN)/ruff format --check src tests examples benchmarks docs/hooks conftest.py
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests examples benchmarks docs/hooks
-	$(BIN)/ruff check --fix src tests examples benchmarks docs/hooks
+	$(BIN)/ruff format src tests examples benchmarks docs/hooks conftest.py
+	$(BIN)/ruff check --fix src tests examples benchmarks docs/hooks conftest.py
 
 # pyright's wrapper would ask PyPI for a newer release on every run: the installed one is used.
 typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy --strict examples benchmarks docs/hooks
+	$(BIN)/mypy --strict conftest.py
 	$(BIN)/mypy --strict tests/typing
 	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright src tests/typing
 

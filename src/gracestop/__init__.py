@@ -2,7 +2,7 @@
 
 Finish the work in hand, release resources in the right order, tell load
 balancers and supervisors what is happening, and end within a hard deadline
-whatever goes wrong. See :class:`ShutdownCoordinator`.
+whatever goes wrong. See [`ShutdownCoordinator`][gracestop.ShutdownCoordinator].
 """
 
 from typing import TYPE_CHECKING

@@ -1,6 +1,6 @@
 """``ShutdownConfig`` and the duration and signal parsing behind it.
 
-Everything a user can configure arrives through :class:`ShutdownConfig`, whether
+Everything a user can configure arrives through `ShutdownConfig`, whether
 from keyword arguments, a mapping (a go-zero YAML ``Shutdown:`` section ports as
 is) or environment variables. Values are normalised once, here, so the rest of the
 library only ever sees float seconds, ``signal.Signals`` tuples and plain bools.
@@ -50,7 +50,7 @@ SystemdReady: TypeAlias = Literal["enter", "manual"]
 
 
 class ConfigOverrides(TypedDict, total=False):
-    """The :class:`ShutdownConfig` fields as keyword arguments, in their raw forms:
+    """The `ShutdownConfig` fields as keyword arguments, in their raw forms:
     what ``ShutdownCoordinator(**overrides)`` and ``gracestop.run(**config)`` take."""
 
     wrap_up_time: DurationLike
@@ -73,9 +73,9 @@ class ConfigOverrides(TypedDict, total=False):
 
 
 RESERVED_ENV_SUFFIXES: frozenset[str] = frozenset({"TESTING"})
-"""``GRACESTOP_*`` variables owned by other features; :meth:`ShutdownConfig.from_env`
+"""``GRACESTOP_*`` variables owned by other features; `ShutdownConfig.from_env`
 skips them instead of calling them unknown (``GRACESTOP_TESTING`` turns on
-:mod:`gracestop.testing`'s testing mode)."""
+`testing`'s testing mode)."""
 
 _SIGNAL_MODES: tuple[str, ...] = ("auto", "handler")
 _SECOND_SIGNAL_MODES: tuple[str, ...] = ("force", "ignore")
@@ -103,7 +103,7 @@ def _describe(value: object) -> str:
 
 
 class UnknownFieldError(ValueError, TypeError):
-    """A configuration key that names no :class:`ShutdownConfig` field.
+    """A configuration key that names no [`ShutdownConfig`][gracestop.ShutdownConfig] field.
 
     Both a ``ValueError`` (a bad value in a mapping or the environment) and a
     ``TypeError`` (what Python raises for an unexpected keyword argument), so either
@@ -226,7 +226,7 @@ def parse_duration(value: object, field: str = "duration") -> float:
     ``"inf"`` parses to ``math.inf``.
 
     No range check is made here: negative and infinite values are returned as they
-    are, for the caller to judge (see :func:`check_duration`). NaN is always refused.
+    are, for the caller to judge (see `check_duration`). NaN is always refused.
 
     Raises:
         TypeError: *value* is of a type that is not a duration; the message names *field*.
@@ -263,7 +263,7 @@ def parse_duration(value: object, field: str = "duration") -> float:
 
 
 def check_duration(value: object, field: str, *, allow_zero: bool) -> float:
-    """Parse *value* like :func:`parse_duration` and require it to be finite and in range.
+    """Parse *value* like `parse_duration` and require it to be finite and in range.
 
     With ``allow_zero=False`` the duration must be ``> 0``, otherwise ``>= 0``.
 
@@ -466,8 +466,8 @@ def _report_file(value: object, field: str) -> str | None:
     return value
 
 
-#: Shortest ``progress_interval``: a progress line more often than this is noise.
 MIN_PROGRESS_INTERVAL = 0.01
+"""Shortest ``progress_interval``: a progress line more often than this is noise."""
 
 
 def _at_least(seconds: float, minimum: float, field: str, value: object) -> float:
@@ -593,14 +593,14 @@ class ShutdownConfig:
     seconds, ``datetime.timedelta`` or go-zero style strings (``"500ms"``, ``"5.5s"``,
     ``"1m30s"``). Signals may be given by name or number and are stored as a tuple
     of ``signal.Signals``. A wrong type raises ``TypeError``, a bad value
-    ``ValueError``, an unknown field :class:`UnknownFieldError`; every message names
-    the field and the value given.
+    ``ValueError``, an unknown field
+    [`UnknownFieldError`][gracestop.UnknownFieldError]; every message names the field
+    and the value given.
 
     Invariant: ``drain_delay + wrap_up_time <= wait_time`` (``wait_time`` is counted
     from the trigger and covers the drain delay and both phases).
 
-    Example::
-
+    Examples:
         >>> cfg = ShutdownConfig(wait_time="10s", wrap_up_time=2, signals=["TERM"])
         >>> cfg.wait_time, cfg.wrap_up_time, cfg.signals
         (10.0, 2.0, (<Signals.SIGTERM: 15>,))
@@ -657,7 +657,7 @@ class ShutdownConfig:
     else:
         # Run time only: type checkers read the constructor from __init__ above.
         def __new__(cls, *args: object, **kwargs: object) -> ShutdownConfig:
-            """Refuse unknown keyword arguments with :class:`UnknownFieldError`.
+            """Refuse unknown keyword arguments with `UnknownFieldError`.
 
             Done here because the dataclass ``__init__`` would raise a bare ``TypeError``
             without naming the valid fields.
@@ -747,14 +747,15 @@ class ShutdownConfig:
 
         ``GRACESTOP_WAIT_TIME=10s``, ``GRACESTOP_SIGNALS=TERM,INT``,
         ``GRACESTOP_HARD_EXIT=false`` and so on; values are read like
-        :meth:`from_mapping` string values. An empty ``GRACESTOP_SIGNALS`` (or
+        `from_mapping` string values. An empty ``GRACESTOP_SIGNALS`` (or
         ``none``) means no signals; an empty ``GRACESTOP_HOOK_TIMEOUT``,
         ``GRACESTOP_HARD_EXIT`` or ``GRACESTOP_REPORT_FILE`` means ``None``. Unset
         variables keep the defaults.
 
         A variable that starts with *prefix* but names no field raises
-        :class:`UnknownFieldError`, so a typo does not pass silently; suffixes in
-        :data:`RESERVED_ENV_SUFFIXES` belong to other features and are skipped. With
+        [`UnknownFieldError`][gracestop.UnknownFieldError], so a typo does not pass
+        silently; suffixes in
+        `RESERVED_ENV_SUFFIXES` belong to other features and are skipped. With
         an empty *prefix* that check is impossible and unknown names are ignored.
 
         *environ* defaults to ``os.environ``. Error messages start with the variable.
@@ -802,8 +803,9 @@ class ShutdownConfig:
 
         ``ShutdownConfig.from_mapping(cfg.to_dict()) == cfg`` always holds.
 
-        >>> ShutdownConfig(signals=["TERM"]).to_dict()["signals"]
-        ['SIGTERM']
+        Examples:
+            >>> ShutdownConfig(signals=["TERM"]).to_dict()["signals"]
+            ['SIGTERM']
         """
         data: dict[str, object] = {name: getattr(self, name) for name in FIELD_NAMES}
         if self.signals is not None:
@@ -818,7 +820,7 @@ def _build(cls: type[ShutdownConfig], values: dict[str, object]) -> ShutdownConf
 
 
 FIELD_NAMES: tuple[str, ...] = tuple(field.name for field in dataclasses.fields(ShutdownConfig))
-"""The names of :class:`ShutdownConfig`'s fields, in declaration order."""
+"""The names of [`ShutdownConfig`][gracestop.ShutdownConfig]'s fields, in declaration order."""
 
 _FIELD_SET: frozenset[str] = frozenset(FIELD_NAMES)
 _MAPPING_KEYS: tuple[str, ...] = FIELD_NAMES + tuple(_snake_to_camel(n) for n in FIELD_NAMES)

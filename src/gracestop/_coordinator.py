@@ -86,8 +86,8 @@ _current: contextvars.ContextVar[ShutdownCoordinator | None] = contextvars.Conte
 class Hold:
     """Work in flight: while a hold is open, the wrap-up phase does not end early.
 
-    Get one from :meth:`ShutdownCoordinator.hold` and use it as an async or a
-    plain context manager (the plain form also works in worker threads)::
+    Get one from `ShutdownCoordinator.hold` and use it as an async or a
+    plain context manager (the plain form also works in worker threads):
 
         async with coord.hold("request"):
             await handle(request)
@@ -139,7 +139,7 @@ class ShutdownCoordinator(_Registrar):
     """Runs a service's graceful shutdown: drain, wrap-up hooks, shutdown hooks,
     all within a hard deadline.
 
-    Use it as an async context manager around the service::
+    Use it as an async context manager around the service:
 
         async with ShutdownCoordinator(wait_time=10) as coord:
             waiter = coord.add_wrap_up_listener(flush_queue)
@@ -148,10 +148,10 @@ class ShutdownCoordinator(_Registrar):
         print(coord.report.render() if coord.report else "")
 
     On entering, it claims SIGTERM and SIGINT (when in the main thread) and starts
-    a signal listener task. A signal, :meth:`shutdown`, or leaving the block
+    a signal listener task. A signal, `shutdown`, or leaving the block
     triggers the shutdown: readiness turns off at once, ``drain_delay`` passes,
     the wrap-up hooks run (the phase ends early once they have ended and no
-    :meth:`hold` is open, and at the latest after ``wrap_up_time``), then the
+    `hold` is open, and at the latest after ``wrap_up_time``), then the
     shutdown hooks run. ``wait_time`` after the trigger whatever is still running
     is cancelled; if the event loop itself is stuck, or the block's body does not
     end once cancelled (a task that swallows its cancellation), a watchdog thread
@@ -159,14 +159,14 @@ class ShutdownCoordinator(_Registrar):
     until the block is left) ends the process ``watchdog_grace`` later.
 
     Args:
-        config: a :class:`ShutdownConfig`; defaults to ``ShutdownConfig()``.
-        hooks: a :class:`Hooks` registry or an iterable of them; defaults to
-            :data:`gracestop.default_hooks`.
+        config: a [`ShutdownConfig`][gracestop.ShutdownConfig]; defaults to ``ShutdownConfig()``.
+        hooks: a [`Hooks`][gracestop.Hooks] registry or an iterable of them; defaults to
+            [`default_hooks`][gracestop.default_hooks].
         observers: callables told about each shutdown event (see
-            :mod:`gracestop.instrumentation`), in addition to the global ones (by
-            default one :class:`~gracestop.instrumentation.LoggingObserver`;
+            `instrumentation`), in addition to the global ones (by
+            default one `LoggingObserver`;
             ``set_observers([])`` silences the logging).
-        **overrides: :class:`ShutdownConfig` fields, applied over ``config``.
+        **overrides: [`ShutdownConfig`][gracestop.ShutdownConfig] fields, applied over ``config``.
     """
 
     def __init__(
@@ -290,7 +290,7 @@ class ShutdownCoordinator(_Registrar):
 
         ``None`` until the wrap-up phase starts; then ``wrap_up_time`` after its
         start, or the ``wait_time`` deadline if that comes first. It does not
-        move when the phase ends early (no hook nor hold left)::
+        move when the phase ends early (no hook nor hold left):
 
             await coord.wait_for(State.WRAPPING_UP)
             left = coord.wrap_up_deadline - anyio.current_time()
@@ -304,14 +304,14 @@ class ShutdownCoordinator(_Registrar):
         ``SHUTTING_DOWN``, ``STOPPED``), so this returns at once if ``state`` is
         behind already. A shutdown without drain delay skips ``DRAINING``;
         waiting for it returns at the wrap-up phase. ``WRAPPING_UP`` is reached
-        once the wrap-up phase has begun, when :attr:`wrap_up_deadline` is known.
-        The waiter is woken by this change only. Call it on the coordinator's event loop::
+        once the wrap-up phase has begun, when `wrap_up_deadline` is known.
+        The waiter is woken by this change only. Call it on the coordinator's event loop:
 
             await coord.wait_for(gracestop.State.SHUTTING_DOWN)
             await close_websockets()
 
         Raises:
-            TypeError: ``state`` is not a :class:`State`.
+            TypeError: ``state`` is not a [`State`][gracestop.State].
         """
         if not isinstance(state, State):
             raise TypeError(
@@ -391,7 +391,7 @@ class ShutdownCoordinator(_Registrar):
                 return
 
     def waiter(self, func: Callable[..., Any]) -> Waiter:
-        """The :class:`Waiter` of a hook registered with ``func`` (by decorator,
+        """The [`Waiter`][gracestop.Waiter] of a hook registered with ``func`` (by decorator,
         here or on one of the coordinator's registries)."""
         with self._lock:
             hooks = [r.hook for r in self._runs] + list(self._own.snapshot())
@@ -447,7 +447,7 @@ class ShutdownCoordinator(_Registrar):
 
         With ``systemd_ready="manual"`` the coordinator does not send ``READY=1``
         on entering: call this once the service really is ready (its port is
-        bound, its caches are warm), so ``systemctl start`` returns only then::
+        bound, its caches are warm), so ``systemctl start`` returns only then:
 
             async with ShutdownCoordinator(systemd_ready="manual") as coord:
                 await start_server(coord)
@@ -1282,8 +1282,8 @@ class ShutdownCoordinator(_Registrar):
         return f"<ShutdownCoordinator #{self._id} {self._state.value}>"
 
 
-#: The same class under a short name: ``async with gracestop.Coordinator() as coord:``.
 Coordinator = ShutdownCoordinator
+"""The same class under a short name: ``async with gracestop.Coordinator() as coord:``."""
 
 
 def _registries(hooks: Hooks | Iterable[Hooks] | None) -> tuple[Hooks, ...]:

@@ -1,6 +1,6 @@
 """``gracestop demo``: start the demo service, load it, SIGTERM it, count what was lost.
 
-The service (:mod:`gracestop._demo_service`) runs in a child process so that the
+The service (`_demo_service`) runs in a child process so that the
 signal is a real one. This side is the client: it offers jobs over loopback at a
 steady pace, sends SIGTERM half-way through while jobs are in hand and queued, goes
 on offering jobs while the service drains, and after the child has exited checks

@@ -66,7 +66,7 @@ def work_app(request_time: float) -> Callable[[Scope, Receive, Send], Awaitable[
 async def start_http(
     tg: anyio.abc.TaskGroup, coord: ShutdownCoordinator, backend: str, request_time: float
 ) -> int:
-    """Serve :func:`work_app` on a free loopback port in *tg*; return the port."""
+    """Serve `work_app` on a free loopback port in *tg*; return the port."""
     app = work_app(request_time)
     if SERVERS[backend] == "uvicorn":
         from . import uvicorn as gs_uvicorn

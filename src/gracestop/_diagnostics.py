@@ -12,7 +12,7 @@ mode 0600, then hard-linked to their final name, which never replaces or
 follows anything already there; a file therefore appears only once complete.
 
 While diagnostics are enabled the directory also holds an empty marker file,
-``.gracestop-<pid>.diagnostics``: :func:`request_diagnostics` sends a signal only
+``.gracestop-<pid>.diagnostics``: `request_diagnostics` sends a signal only
 to a process whose marker it finds, because a handler for SIGUSR1 alone does not
 prove the process is a gracestop service (shells have one too).
 
@@ -69,8 +69,8 @@ logger = logging.getLogger("gracestop")
 
 DiagnosticsKind = Literal["dump", "profile"]
 
-#: How many entries the ``.txt`` profile summary lists in each table.
 SUMMARY_ROWS = 40
+"""How many entries the ``.txt`` profile summary lists in each table."""
 
 _DUMP_SIGNAL: signal.Signals | None = getattr(signal, "SIGUSR1", None)
 _PROFILE_SIGNAL: signal.Signals | None = getattr(signal, "SIGUSR2", None)
@@ -589,7 +589,7 @@ class Diagnostics:
 
     async def _in_thread(self, work: Callable[[], list[Path]], kind: str) -> list[Path]:
         """Run *work* in a daemon thread of its own and wait for it, shielded from
-        cancellation until :meth:`stop`'s grace is over; then it is left to finish
+        cancellation until `stop`'s grace is over; then it is left to finish
         on its own (the daemon thread never holds up the interpreter's exit)."""
         assert self._call is not None
         call = self._call
@@ -750,7 +750,7 @@ def claim_diagnostics(
     nested: bool = False,
     on_written: Callable[[Path, str], None] = _written,
 ) -> Diagnostics | None:
-    """A claimed :class:`Diagnostics` when the config asks for it and this
+    """A claimed `Diagnostics` when the config asks for it and this
     coordinator may have SIGUSR1/SIGUSR2, else ``None`` (with the reason logged).
     ``on_written(path, kind)`` is told of every file written."""
     if not config.diagnostics:
@@ -857,7 +857,7 @@ def request_diagnostics(
         TimeoutError: no new file within *timeout*.
         TypeError, ValueError: a bad argument (the message names it).
 
-    Example::
+    For example:
 
         path = request_diagnostics(1234, "dump")
         print(path.read_text())

@@ -34,8 +34,8 @@ __all__ = [
     "on_wrap_up",
 ]
 
-#: A hook: a callable taking nothing or one :class:`HookContext`, sync or async.
 HookFunc = Callable[..., Any]
+"""A hook: a callable taking nothing or one `HookContext`, sync or async."""
 F = TypeVar("F", bound=HookFunc)
 
 
@@ -47,8 +47,8 @@ class HookContext:
         phase: the phase the hook runs in.
         name: the hook's name.
         deadline: when the hook will be cancelled, on anyio's clock
-            (:func:`anyio.current_time`), so it can be handed to
-            :func:`anyio.fail_at` or :func:`anyio.move_on_at`.
+            (`anyio.current_time`), so it can be handed to
+            `anyio.fail_at` or `anyio.move_on_at`.
     """
 
     __slots__ = ("_monotonic_deadline", "deadline", "name", "phase", "trigger")
@@ -74,7 +74,7 @@ class HookContext:
 
 
 class Waiter:
-    """Awaitable handle on one hook: ``await waiter()`` returns its :class:`HookResult`.
+    """Awaitable handle on one hook: ``await waiter()`` returns its `HookResult`.
 
     go-zero's ``AddWrapUpListener`` returns a function that blocks until the
     listener has been called; this is the awaitable form of it. Unlike go-zero's,
@@ -82,7 +82,7 @@ class Waiter:
     (the quit was forced first) resolves its waiter with ``CANCELLED``.
 
     A waiter can be created before any event loop runs (at import time, for a
-    hook registered on a module-level :class:`Hooks`), and can be awaited from any
+    hook registered on a module-level [`Hooks`][gracestop.Hooks]), and can be awaited from any
     number of tasks.
     """
 
@@ -156,7 +156,7 @@ class Waiter:
 
 @dataclass(eq=False)
 class Hook:
-    """One registered hook. Yielded by iterating a :class:`Hooks` registry.
+    """One registered hook. Yielded by iterating a [`Hooks`][gracestop.Hooks] registry.
 
     Attributes:
         func: the callable as registered.
@@ -246,7 +246,7 @@ def _check_order(order: object) -> int:
 def make_hook(
     func: object, phase: Phase, *, name: object = None, timeout: object = None, order: object = 0
 ) -> Hook:
-    """Validate a registration and build its :class:`Hook`."""
+    """Validate a registration and build its [`Hook`][gracestop.Hook]."""
     if not callable(func):
         raise TypeError(
             f"a {phase.value} hook must be callable; got {type(func).__name__} {func!r}"
@@ -360,7 +360,7 @@ class _Registrar:
 
         Shutdown hooks release resources (close the database, the HTTP client)
         once the wrap-up phase is over, so nothing is closed under work in flight.
-        Options as for :meth:`on_wrap_up`. Returns the function unchanged.
+        Options as for `on_wrap_up`. Returns the function unchanged.
         """
         return self._decorator(Phase.SHUTDOWN, func, name, timeout, order)
 
@@ -372,7 +372,7 @@ class _Registrar:
         timeout: float | str | datetime.timedelta | None = None,
         order: int = 0,
     ) -> Waiter:
-        """Register a wrap-up hook and return its :class:`Waiter` (go-zero's
+        """Register a wrap-up hook and return its [`Waiter`][gracestop.Waiter] (go-zero's
         ``AddWrapUpListener``)."""
         return self._add(Phase.WRAP_UP, func, name, timeout, order).waiter
 
@@ -384,7 +384,7 @@ class _Registrar:
         timeout: float | str | datetime.timedelta | None = None,
         order: int = 0,
     ) -> Waiter:
-        """Register a shutdown hook and return its :class:`Waiter` (go-zero's
+        """Register a shutdown hook and return its [`Waiter`][gracestop.Waiter] (go-zero's
         ``AddShutdownListener``)."""
         return self._add(Phase.SHUTDOWN, func, name, timeout, order).waiter
 
@@ -398,8 +398,8 @@ class Hooks(_Registrar):
 
     Hand it to a coordinator (``ShutdownCoordinator(hooks=hooks)``); a coordinator
     reads its registries when the shutdown is triggered. The module-level
-    :data:`gracestop.default_hooks` is the registry used when none is given, so a
-    library can register its cleanup on import::
+    [`default_hooks`][gracestop.default_hooks] is the registry used when none is given, so a
+    library can register its cleanup on import:
 
         hooks = gracestop.Hooks()
 
@@ -439,7 +439,7 @@ class Hooks(_Registrar):
             return tuple(self._hooks)
 
     def waiter(self, func: HookFunc) -> Waiter:
-        """The :class:`Waiter` of the first hook registered with ``func``."""
+        """The [`Waiter`][gracestop.Waiter] of the first hook registered with ``func``."""
         return find_waiter(self.snapshot(), func)
 
     def __len__(self) -> int:
@@ -464,10 +464,10 @@ def find_waiter(hooks: tuple[Hook, ...] | list[Hook], func: HookFunc) -> Waiter:
     raise ValueError(f"{name} is not registered as a hook here")
 
 
-#: The registry a coordinator uses when it is given no ``hooks``.
 default_hooks = Hooks()
+"""The registry a coordinator uses when it is given no ``hooks``."""
 
-#: Register a wrap-up hook on :data:`default_hooks` (bare or with options).
 on_wrap_up = default_hooks.on_wrap_up
-#: Register a shutdown hook on :data:`default_hooks` (bare or with options).
+"""Register a wrap-up hook on [`default_hooks`][gracestop.default_hooks] (bare or with options)."""
 on_shutdown = default_hooks.on_shutdown
+"""Register a shutdown hook on [`default_hooks`][gracestop.default_hooks] (bare or with options)."""

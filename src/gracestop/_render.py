@@ -1,4 +1,4 @@
-"""Drawing a :class:`~gracestop.ShutdownReport` as a timeline for a terminal."""
+"""Drawing a [`ShutdownReport`][gracestop.ShutdownReport] as a timeline for a terminal."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 __all__ = ["MIN_WIDTH", "render_report", "resolve_style"]
 
-#: Narrowest timeline :func:`render_report` draws; narrower requests are refused.
 MIN_WIDTH = 40
+"""Narrowest timeline `render_report` draws; narrower requests are refused."""
 # Auto-detected widths are kept in this range: below it the bars say nothing,
 # above it a line is too long to read at a glance.
 _AUTO_WIDTH_RANGE = (60, 160)

@@ -27,7 +27,7 @@ class ShutdownError(RuntimeError):
 
     Raised for a signal claimed twice, explicit signals requested off the main
     thread, a hook registered after the coordinator has stopped, a coordinator
-    entered twice, or :meth:`~gracestop.ShutdownCoordinator.set_time_to_force_quit`
+    entered twice, or `set_time_to_force_quit`
     called after the shutdown began.
     """
 
@@ -35,10 +35,10 @@ class ShutdownError(RuntimeError):
 class Phase(str, enum.Enum):
     """The two phases of a shutdown, in the order they start."""
 
-    #: Finish the work in hand: flush queues, deregister, wait for requests.
     WRAP_UP = "wrap_up"
-    #: Release resources: close pools, databases, files.
+    """Finish the work in hand: flush queues, deregister, wait for requests."""
     SHUTDOWN = "shutdown"
+    """Release resources: close pools, databases, files."""
 
     def __str__(self) -> str:
         return self.value
@@ -85,10 +85,10 @@ class HookStatus(str, enum.Enum):
         return self not in (HookStatus.PENDING, HookStatus.RUNNING)
 
 
-#: ``to_dict()["schema"]``: names the document, for tools that read report files.
 REPORT_SCHEMA = "gracestop.report"
-#: ``to_dict()["version"]``: raised when a field changes meaning or is removed.
+"""``to_dict()["schema"]``: names the document, for tools that read report files."""
 REPORT_VERSION = 1
+"""``to_dict()["version"]``: raised when a field changes meaning or is removed."""
 
 TriggerKind = Literal["signal", "manual", "exit", "error", "cancelled"]
 TRIGGER_KINDS: tuple[str, ...] = ("signal", "manual", "exit", "error", "cancelled")
@@ -100,7 +100,7 @@ class Trigger:
 
     Attributes:
         kind: ``"signal"`` (a signal was received), ``"manual"``
-            (:meth:`~gracestop.ShutdownCoordinator.shutdown` was called), ``"exit"``
+            (`shutdown` was called), ``"exit"``
             (the ``async with`` body returned), ``"error"`` (the body raised) or
             ``"cancelled"`` (the body was cancelled from outside).
         signal: the signal received, for ``kind == "signal"``; else ``None``.
@@ -225,7 +225,7 @@ class ShutdownReport:
 
     Attributes:
         trigger: what started it.
-        results: one :class:`HookResult` per hook, in the order hooks were known.
+        results: one [`HookResult`][gracestop.HookResult] per hook, in the order hooks were known.
         forced: True when the quit was forced, by the ``wait_time`` deadline or by
             a second signal.
         duration: seconds from the trigger to the end.
@@ -310,7 +310,7 @@ class ShutdownReport:
         and the duration in seconds from the trigger, and a bar on a time axis
         common to every row. A failed hook's error is on a short line below it;
         holds left open and a forced quit are called out; the last line is
-        :meth:`summary`, with the total.
+        `summary`, with the total.
 
         Args:
             width: the line width in columns, at least 40. ``None``: the
@@ -320,7 +320,7 @@ class ShutdownReport:
             ascii: plain ASCII marks and bars (``+ x ! -``, ``#``). ``None``:
                 when stdout's encoding cannot write the symbols.
 
-        Example (``report.render(width=72, color=False)``)::
+        Example (``report.render(width=72, color=False)``):
 
             gracestop: received SIGTERM at 2026-11-28 12:00:00Z, deadline 5.5s
               stage / hook  status   start    took  0s                        2.005s
@@ -340,7 +340,7 @@ class ShutdownReport:
         return render_report(self, width=width, color=color, ascii=ascii)
 
     def to_json(self, indent: int | None = None) -> str:
-        """:meth:`to_dict` as a JSON document; ``indent`` as for :func:`json.dumps`.
+        """`to_dict` as a JSON document; ``indent`` as for `json.dumps`.
 
         ``json.loads(report.to_json()) == report.to_dict()`` always holds.
         """

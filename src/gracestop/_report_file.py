@@ -14,8 +14,8 @@ __all__ = ["REPORT_FILE_ENV", "write_report_file"]
 
 logger = logging.getLogger("gracestop")
 
-#: The variable naming the report file when the config has no ``report_file``.
 REPORT_FILE_ENV = "GRACESTOP_REPORT_FILE"
+"""The variable naming the report file when the config has no ``report_file``."""
 
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)

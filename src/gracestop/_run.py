@@ -34,7 +34,7 @@ def run(
     observers: Iterable[Observer] | None = None,
     **config: Unpack[ConfigOverrides],
 ) -> NoReturn:
-    """Run ``main(coord)`` inside a :class:`ShutdownCoordinator` and exit the process.
+    """Run ``main(coord)`` inside a `ShutdownCoordinator` and exit the process.
 
     After a signal, the whole rest of the process is bounded: the watchdog stays
     armed until the event loop has ended, so a task that swallows its
@@ -56,13 +56,14 @@ def run(
 
     Args:
         main: an async function taking the coordinator.
-        backend: ``"asyncio"`` or ``"trio"``, as for :func:`anyio.run`.
-        backend_options: passed to :func:`anyio.run` (``{"use_uvloop": True}``).
-        hooks: registries, as for :class:`ShutdownCoordinator`.
-        observers: observers of shutdown events, as for :class:`ShutdownCoordinator`.
-        **config: :class:`ShutdownConfig` fields.
+        backend: ``"asyncio"`` or ``"trio"``, as for `anyio.run`.
+        backend_options: passed to `anyio.run` (``{"use_uvloop": True}``).
+        hooks: registries, as for [`ShutdownCoordinator`][gracestop.ShutdownCoordinator].
+        observers: observers of shutdown events, as for
+            [`ShutdownCoordinator`][gracestop.ShutdownCoordinator].
+        **config: [`ShutdownConfig`][gracestop.ShutdownConfig] fields.
 
-    Example::
+    For example:
 
         async def main(coord: gracestop.ShutdownCoordinator) -> None:
             await serve(coord)
@@ -109,7 +110,7 @@ def run(
 
 
 def exit_code(coord: ShutdownCoordinator, error: BaseException | None = None) -> int:
-    """The process status :func:`run` uses for a finished coordinator.
+    """The process status [`run`][gracestop.run] uses for a finished coordinator.
 
     ``error`` is what escaped the ``async with`` block, if anything; when it did
     not come from a hook, its traceback is printed to stderr.

@@ -28,12 +28,12 @@ __all__ = [
     "wrap_up_left",
 ]
 
-#: ``order`` of the wrap-up hook ``serve()`` registers (named "uvicorn" or
-#: "hypercorn"). Lower orders run first, so the server stops and drains before the
-#: application's own wrap-up hooks (order 0) start: they see no request in flight
-#: (flush what the requests produced). A hook with a lower order runs before the
-#: server stops accepting.
 HOOK_ORDER = -1000
+"""``order`` of the wrap-up hook ``serve()`` registers (named "uvicorn" or
+"hypercorn"). Lower orders run first, so the server stops and drains before the
+application's own wrap-up hooks (order 0) start: they see no request in flight
+(flush what the requests produced). A hook with a lower order runs before the
+server stops accepting."""
 # Part of the wrap-up window kept for the app's lifespan shutdown, at most.
 _LIFESPAN_RESERVE = 0.5
 
@@ -174,8 +174,8 @@ async def run_server(
         raise failure[0]
 
 
-#: Seconds a forced stop waits for the server to end before cancelling it.
 FORCE_GRACE = 1.0
+"""Seconds a forced stop waits for the server to end before cancelling it."""
 
 
 async def drain(

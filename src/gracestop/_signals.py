@@ -104,7 +104,7 @@ class SignalListener:
 
     ``claim()`` records the handlers in place and installs a forwarding handler of
     our own; ``run()`` (a task) receives the signals, through
-    :func:`anyio.open_signal_receiver` or, in ``"handler"`` mode or where the loop
+    `anyio.open_signal_receiver` or, in ``"handler"`` mode or where the loop
     cannot add signal handlers, through the forwarding handler itself;
     ``release()`` puts back exactly the handlers found by ``claim()``.
 

@@ -34,14 +34,15 @@ __all__ = ["EXIT_MARGIN", "SystemdNotifier"]
 
 logger = logging.getLogger("gracestop")
 
-#: Seconds added to every ``EXTEND_TIMEOUT_USEC`` beyond the force-quit deadline and
-#: the watchdog's grace: the time an interpreter needs to exit once it is told to.
 EXIT_MARGIN = 1.0
+"""Seconds added to every ``EXTEND_TIMEOUT_USEC`` beyond the force-quit deadline and the watchdog's
+grace: the time an interpreter needs to exit once it is told to.
+"""
 
 # STATUS= is shown by `systemctl status` on one line: keep it short.
 _STATUS_NAMES = 5
-#: Longest value sent in one assignment; longer ones are cut, ending with "...".
 MAX_VALUE = 512
+"""Longest value sent in one assignment; longer ones are cut, ending with "..."."""
 # Newlines would start new assignments (an exception message could send READY=1
 # or MAINPID=): every run of whitespace or control characters becomes one space.
 _UNSAFE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
@@ -49,7 +50,7 @@ _UNSAFE = re.compile(r"[\s\x00-\x1f\x7f-\x9f]+")
 
 def clean_value(value: str) -> str:
     """*value* made safe for one ``KEY=value`` line: whitespace and control
-    characters collapsed to single spaces, at most :data:`MAX_VALUE` characters."""
+    characters collapsed to single spaces, at most `MAX_VALUE` characters."""
     text = _UNSAFE.sub(" ", value).strip()
     return text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 3] + "..."
 
@@ -94,12 +95,12 @@ class SystemdNotifier:
     """Sends sd_notify messages for a coordinator's events, and watchdog pings.
 
     Used as an observer: ``READY=1`` on entering (unless *ready_on_enter* is
-    false: then :meth:`ready` sends it), ``STOPPING=1`` with
+    false: then `ready` sends it), ``STOPPING=1`` with
     ``EXTEND_TIMEOUT_USEC`` at the trigger (the time left until the process ends
-    at the latest: ``wait_time`` + ``watchdog_grace`` + :data:`EXIT_MARGIN`), again
+    at the latest: ``wait_time`` + ``watchdog_grace`` + `EXIT_MARGIN`), again
     with every progress line, and ``STATUS=`` lines for each stage and the summary.
     Sending never raises: a socket that is gone is logged once, then ignored.
-    Every value is passed through :func:`clean_value`.
+    Every value is passed through `clean_value`.
     """
 
     __slots__ = (
@@ -238,7 +239,7 @@ class SystemdNotifier:
                 pass
 
     async def ping_watchdog(self) -> None:
-        """Send ``WATCHDOG=1`` every :attr:`watchdog_interval` seconds, forever.
+        """Send ``WATCHDOG=1`` every `watchdog_interval` seconds, forever.
 
         A loop that is blocked sends nothing: then systemd's ``WatchdogSec``
         ends the process, which is the point.

@@ -1,6 +1,6 @@
 """The process-wide testing mode that coordinators consult when they are built.
 
-The public face is :mod:`gracestop.testing`; this module holds the state so the
+The public face is `testing`; this module holds the state so the
 coordinator can read it without importing test helpers.
 """
 
@@ -27,12 +27,9 @@ __all__ = [
     "validated_settings",
 ]
 
-#: The environment variable that turns testing mode on when no code has decided.
 ENV_VAR = "GRACESTOP_TESTING"
+"""The environment variable that turns testing mode on when no code has decided."""
 
-#: What a coordinator uses in testing mode for every field the test leaves at its
-#: library default: nothing to drain, short phases, no signals taken from the test
-#: runner, no watchdog that could end the test process, no progress chatter.
 TESTING_DEFAULTS: Mapping[str, object] = types.MappingProxyType(
     {
         "drain_delay": 0.0,
@@ -44,6 +41,10 @@ TESTING_DEFAULTS: Mapping[str, object] = types.MappingProxyType(
         "systemd_notify": False,
     }
 )
+"""What a coordinator uses in testing mode for every field the test leaves at its library default:
+nothing to drain, short phases, no signals taken from the test runner, no watchdog that could end
+the test process, no progress chatter.
+"""
 
 logger = logging.getLogger("gracestop")
 
@@ -101,7 +102,7 @@ def current_settings() -> Mapping[str, object]:
 
 
 def validated_settings(settings: Mapping[str, object]) -> Mapping[str, object]:
-    """:data:`TESTING_DEFAULTS` with *settings* over them, checked as a config."""
+    """`TESTING_DEFAULTS` with *settings* over them, checked as a config."""
     for key in settings:
         if key not in FIELD_NAMES:
             raise UnknownFieldError(key, FIELD_NAMES)
@@ -111,7 +112,7 @@ def validated_settings(settings: Mapping[str, object]) -> Mapping[str, object]:
 
 
 def swap_state(on: bool | None, settings: Mapping[str, object]) -> tuple[bool | None, Any]:
-    """Install a new state; return the previous one for :func:`restore_state`."""
+    """Install a new state; return the previous one for `restore_state`."""
     global _state
     previous = _state
     _state = _State(on, settings)
@@ -119,7 +120,7 @@ def swap_state(on: bool | None, settings: Mapping[str, object]) -> tuple[bool | 
 
 
 def restore_state(previous: tuple[bool | None, Any]) -> None:
-    """Put back a state returned by :func:`swap_state`."""
+    """Put back a state returned by `swap_state`."""
     global _state
     _state = _State(previous[0], previous[1])
 

@@ -17,7 +17,7 @@ class Watchdog:
 
     The thread is started when the coordinator is entered, because starting a
     thread costs more than the signal path may spend; it sleeps until
-    :meth:`arm` gives it a deadline on the ``time.monotonic()`` clock. A hook
+    `arm` gives it a deadline on the ``time.monotonic()`` clock. A hook
     that blocks the event loop (``time.sleep``, a busy loop, a blocking call)
     cannot be interrupted by anyio's deadlines; this thread does not need the
     loop, so the process still ends on time. Before it exits it writes what was
@@ -107,9 +107,9 @@ class Watchdog:
         os._exit(self._exit_code)
 
 
-#: Longest the watchdog waits for its ``before_exit`` callback (writing the report
-#: file): a hung file system must not keep a stuck process alive.
 BEFORE_EXIT_LIMIT = 1.0
+"""Longest the watchdog waits for its ``before_exit`` callback (writing the report
+file): a hung file system must not keep a stuck process alive."""
 
 
 def _bounded(fn: Callable[[], None], limit: float) -> None:

@@ -1,10 +1,10 @@
-"""Serve an aiohttp application under a :class:`~gracestop.ShutdownCoordinator`.
+"""Serve an aiohttp application under a [`ShutdownCoordinator`][gracestop.ShutdownCoordinator].
 
 ``aiohttp.web.run_app`` handles signals itself: a second signal ends it mid-cleanup
 with tracebacks, and its 60 s ``shutdown_timeout`` is applied twice to a response
-that never ends (a server-sent event stream). :func:`serve` runs the application
+that never ends (a server-sent event stream). `serve` runs the application
 with ``web.AppRunner(handle_signals=False)`` and ``web.TCPSite`` and lets the
-coordinator drive the shutdown instead::
+coordinator drive the shutdown instead:
 
     import anyio
     from aiohttp import web
@@ -39,11 +39,11 @@ The timeline after SIGTERM:
 5. Then the application's own wrap-up hooks run (the server's hook has
    ``order=HOOK_ORDER``, -1000), then the shutdown hooks: after the last request.
 
-Every request (websockets included) is a :meth:`~gracestop.ShutdownCoordinator.hold`
+Every request (websockets included) is a `hold`
 while it runs, so the wrap-up phase does not end under it.
 
-aiohttp runs only on asyncio: under trio, :func:`serve` raises
-:class:`~gracestop.ShutdownError`. This module imports aiohttp and is not imported
+aiohttp runs only on asyncio: under trio, `serve` raises
+[`ShutdownError`][gracestop.ShutdownError]. This module imports aiohttp and is not imported
 by ``import gracestop``; install it with ``pip install gracestop[aiohttp]``.
 """
 
@@ -82,7 +82,7 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 #: After the drain, how long the requests cancelled then may take to end: a
 #: tenth of the wrap-up time, at most this.
 _CANCEL_WAIT = 0.5
-#: Bound on the last cleanup when :func:`serve` itself is cancelled.
+#: Bound on the last cleanup when `serve` itself is cancelled.
 _LAST_CLEANUP = 1.0
 _GOING_AWAY = b"server shutting down"
 
@@ -187,7 +187,7 @@ def setup(
 ) -> None:
     """Install gracestop's middleware on ``app`` (before it starts).
 
-    :func:`serve` calls this for you; call it yourself to serve the application
+    `serve` calls this for you; call it yourself to serve the application
     some other way (a ``web.AppRunner`` and site of your own) and still get the
     probes, the holds and ``Connection: close``; closing the listener, the
     websockets and the drain are then up to you.
@@ -202,7 +202,7 @@ def setup(
     - once the shutdown is triggered, every response carries ``Connection: close``;
       once the wrap-up phase has started, websocket upgrades get 503.
 
-    Example::
+    For example:
 
         app = web.Application()
         gracestop.aiohttp.setup(app, coord, liveness_path=None)
@@ -273,7 +273,7 @@ async def serve(
 
     Call it inside ``async with ShutdownCoordinator() as coord:``, directly or with
     ``tg.start`` to learn the addresses it is bound to (useful with ``port=0``;
-    ``tg.start`` passes no keyword arguments, hence :func:`functools.partial`)::
+    ``tg.start`` passes no keyword arguments, hence `functools.partial`):
 
         async with gracestop.Coordinator(drain_delay=5) as coord:
             async with anyio.create_task_group() as tg:
@@ -282,15 +282,15 @@ async def serve(
                 )
                 print("listening on", port)
 
-    It installs the middleware of :func:`setup` (probes at ``readiness_path`` and
+    It installs the middleware of `setup` (probes at ``readiness_path`` and
     ``liveness_path``), starts the server, and registers on ``coord`` a wrap-up hook named
-    ``aiohttp <host>:<port>`` with ``order`` (:data:`HOOK_ORDER`, -1000, by
+    ``aiohttp <host>:<port>`` with ``order`` (`HOOK_ORDER`, -1000, by
     default: the server drains before the application's own wrap-up hooks run).
     The hook closes the listening socket and the idle connections, waits for the
     HTTP requests in flight, then closes websockets with code 1001, cancels what
     still runs when the drain time is up, and runs ``runner.cleanup()`` (the
     application's ``on_shutdown``, ``on_cleanup`` and cleanup contexts).
-    :func:`serve` returns once that is done.
+    `serve` returns once that is done.
 
     Args:
         app: the application; it must not have started.

@@ -2,14 +2,14 @@
 
 Two pieces, both pure ASGI 3 with no third-party dependency:
 
-- :class:`ShutdownMiddleware` counts every HTTP request and websocket session as a
-  :meth:`~gracestop.ShutdownCoordinator.hold`, answers the readiness and liveness
+- `ShutdownMiddleware` counts every HTTP request and websocket session as a
+  `hold`, answers the readiness and liveness
   probes, asks keep-alive clients to leave once the shutdown has begun
   (``Connection: close``) and closes websockets with code 1001 (going away) when the
   wrap-up window is over.
-- :func:`graceful` wraps an app for servers started from their command line
+- `graceful` wraps an app for servers started from their command line
   (``uvicorn app:app``, ``fastapi run``): the app's ``lifespan`` runs a
-  :class:`~gracestop.ShutdownCoordinator` and takes over the server's signal
+  [`ShutdownCoordinator`][gracestop.ShutdownCoordinator] and takes over the server's signal
   handlers so that a SIGTERM first turns readiness off and keeps serving for
   ``drain_delay`` before the server hears of it.
 """
@@ -58,19 +58,19 @@ __all__ = [
 
 logger = logging.getLogger("gracestop")
 
-#: An ASGI connection scope.
 Scope = MutableMapping[str, Any]
-#: An ASGI event, sent or received.
+"""An ASGI connection scope."""
 Message = MutableMapping[str, Any]
-#: The ``receive`` callable of an ASGI app.
+"""An ASGI event, sent or received."""
 Receive = Callable[[], Awaitable[Message]]
-#: The ``send`` callable of an ASGI app.
+"""The ``receive`` callable of an ASGI app."""
 Send = Callable[[Message], Awaitable[None]]
-#: An ASGI 3 application.
+"""The ``send`` callable of an ASGI app."""
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+"""An ASGI 3 application."""
 
-#: Websocket close code 1001, "going away": the server is shutting down.
 GOING_AWAY = 1001
+"""Websocket close code 1001, "going away": the server is shutting down."""
 
 _HTTP1 = ("1.0", "1.1")
 # Hold names kept per (method, path); paths with ids in them are not all kept.
@@ -85,7 +85,7 @@ class ShutdownMiddleware:
     """ASGI middleware that lets a coordinator drain an app without dropping requests.
 
     - Every HTTP request and every websocket session is a
-      :meth:`~gracestop.ShutdownCoordinator.hold` (named ``"http GET /path"`` or
+      `hold` (named ``"http GET /path"`` or
       ``"websocket /path"``), so the wrap-up phase waits for them and the shutdown
       phase (closing the database) starts only once they are done or
       ``wrap_up_time`` is up.
@@ -100,19 +100,19 @@ class ShutdownMiddleware:
     - When the wrap-up window is over (the shutdown phase starts, the coordinator
       stops or the quit is forced), open websocket sessions are closed with code
       1001 and their handlers cancelled. A server integration can do it earlier
-      with :meth:`close_websockets`.
+      with `close_websockets`.
     - ``lifespan`` and unknown scope types pass through untouched.
 
     Args:
         app: the ASGI app to wrap.
         coordinator: the coordinator to report to. ``None`` finds it at call time:
-            the one run by :func:`graceful`'s lifespan, else the innermost entered
+            the one run by `graceful`'s lifespan, else the innermost entered
             coordinator of the task serving the request (a server started inside
             ``async with ShutdownCoordinator():``).
         readiness_path: path of the readiness probe, or ``None`` for none.
         liveness_path: path of the liveness probe, or ``None`` for none.
 
-    Example::
+    For example:
 
         coord = gracestop.ShutdownCoordinator(drain_delay=5, wait_time=30)
         app = ShutdownMiddleware(fastapi_app, coord)
@@ -156,7 +156,7 @@ class ShutdownMiddleware:
 
     @property
     def coordinator(self) -> ShutdownCoordinator | None:
-        """The coordinator given or bound by :func:`graceful` (``None`` if found per call)."""
+        """The coordinator given or bound by `graceful` (``None`` if found per call)."""
         return self._coordinator or self._bound
 
     @property
@@ -378,8 +378,8 @@ def graceful(
     """Wrap an ASGI app so that its server's own command line shuts it down gracefully.
 
     For apps started by ``uvicorn module:app`` or ``fastapi run``, where the server
-    owns the signals. The returned app is ``app`` inside a :class:`ShutdownMiddleware`
-    whose ``lifespan`` runs a :class:`~gracestop.ShutdownCoordinator` for the app's
+    owns the signals. The returned app is ``app`` inside a `ShutdownMiddleware`
+    whose ``lifespan`` runs a [`ShutdownCoordinator`][gracestop.ShutdownCoordinator] for the app's
     lifetime (forwarding ``lifespan`` to ``app`` when it has a lifespan of its own).
 
     On SIGTERM or SIGINT readiness turns to 503 at once and the server keeps
@@ -390,13 +390,13 @@ def graceful(
     running, streams included, are cut, so the server's drain ends and its
     ``lifespan.shutdown`` comes: the app's lifespan shutdown runs, then the
     shutdown hooks, after the last request. A second signal is passed on at once
-    and forces the quit. See :class:`GracefulApp`.
+    and forces the quit. See `GracefulApp`.
 
     uvicorn's ``--timeout-graceful-shutdown`` is not needed; a value longer than
     ``wrap_up_time`` changes nothing, a shorter one makes uvicorn cancel the
     requests itself, earlier.
 
-    Example (``main.py``, run with ``uvicorn main:app``)::
+    Example (``main.py``, run with ``uvicorn main:app``):
 
         hooks = gracestop.Hooks()
 
@@ -409,11 +409,14 @@ def graceful(
 
     Args:
         app: the ASGI app.
-        hooks, config, observers, **overrides: as for
-            :class:`~gracestop.ShutdownCoordinator`.
-            ``signals`` names the signals taken over from the server (default
-            SIGTERM and SIGINT).
-        readiness_path, liveness_path: as for :class:`ShutdownMiddleware`.
+        hooks: registries, as for [`ShutdownCoordinator`][gracestop.ShutdownCoordinator].
+        config: a [`ShutdownConfig`][gracestop.ShutdownConfig], as for the coordinator.
+        observers: observers of shutdown events, as for the coordinator.
+        readiness_path: as for `ShutdownMiddleware`.
+        liveness_path: as for `ShutdownMiddleware`.
+        **overrides: `ShutdownConfig` fields, as for the coordinator. ``signals``
+            names the signals taken over from the server (default SIGTERM and
+            SIGINT).
     """
     return GracefulApp(
         app,
@@ -427,11 +430,11 @@ def graceful(
 
 
 class GracefulApp:
-    """An ASGI app whose lifespan runs a coordinator; made by :func:`graceful`.
+    """An ASGI app whose lifespan runs a coordinator; made by `graceful`.
 
     Attributes:
         app: the wrapped app.
-        middleware: the :class:`ShutdownMiddleware` serving HTTP and websockets.
+        middleware: the `ShutdownMiddleware` serving HTTP and websockets.
         coordinator: the running coordinator, from ``lifespan.startup`` on (``None``
             before). Also in the lifespan state as ``state["gracestop"]``, so a
             Starlette/FastAPI handler finds it as ``request.state.gracestop``.

@@ -1,7 +1,7 @@
-"""Serve an ASGI app with hypercorn under a :class:`~gracestop.ShutdownCoordinator`,
+"""Serve an ASGI app with hypercorn under a [`ShutdownCoordinator`][gracestop.ShutdownCoordinator],
 on asyncio or on trio.
 
-:func:`serve` follows the same sequence as :func:`gracestop.uvicorn.serve`: on
+`serve` follows the same sequence as `gracestop.uvicorn.serve`: on
 SIGTERM ``/readyz`` answers 503 and responses carry ``Connection: close`` while
 the server goes on serving for ``drain_delay``; when the wrap-up phase starts,
 the listeners close and the HTTP requests in flight finish within the wrap-up
@@ -9,7 +9,7 @@ time left; then (once no HTTP request is left, or when that time is up)
 websockets are closed with code 1001, and what still runs at the end of the
 window, an endless stream say, is cut; then the app's lifespan shutdown runs,
 and only then the shutdown hooks. A second signal cuts the requests in flight and stops the server
-at once::
+at once:
 
     import gracestop
     import gracestop.hypercorn
@@ -122,18 +122,18 @@ async def serve(
 
     Call it inside ``async with coord:``, on asyncio or trio (the running backend
     picks ``hypercorn.asyncio`` or ``hypercorn.trio``). ``app`` is wrapped in
-    :class:`~gracestop.asgi.ShutdownMiddleware` unless it already is one (bound to ``coord`` or
+    `ShutdownMiddleware` unless it already is one (bound to ``coord`` or
     to none: a middleware bound to another coordinator is a ``ValueError``).
     ``config`` is a ``hypercorn.config.Config`` (copied, not changed);
     ``hypercorn_options`` set its attributes (``bind="0.0.0.0:8000"``,
     ``keep_alive_timeout=5``, ...), except ``graceful_timeout``, which
-    :func:`serve` sets at the shutdown from the wrap-up time left. Cancelling
-    :func:`serve` (a forced quit does) cuts the requests in flight and stops the
+    `serve` sets at the shutdown from the wrap-up time left. Cancelling
+    `serve` (a forced quit does) cuts the requests in flight and stops the
     server without draining.
 
-    The listening sockets are bound before :func:`serve` hands over to hypercorn,
+    The listening sockets are bound before `serve` hands over to hypercorn,
     so a bind failure raises at once, and ``task_status`` receives the bound
-    ``(host, port)`` pairs (with ``bind="127.0.0.1:0"``, the port chosen)::
+    ``(host, port)`` pairs (with ``bind="127.0.0.1:0"``, the port chosen):
 
         (host, port), *_ = await tg.start(
             functools.partial(gracestop.hypercorn.serve, app, coord, bind="127.0.0.1:0")
@@ -144,7 +144,7 @@ async def serve(
         ShutdownError: ``coord`` is not running (enter it first).
         ValueError: ``app`` is a middleware bound to another coordinator.
         TypeError: bad ``coord`` or ``config``, an unknown option, or an option
-            :func:`serve` owns.
+            `serve` owns.
     """
     config = _config(config, hypercorn_options)
     coord = check_running(coord)

@@ -2,7 +2,7 @@
 
 A coordinator tells its observers what happens during a shutdown: the trigger,
 each stage and hook starting and ending, progress while it is slow, a forced
-quit, and the final report. An observer is any callable that takes one event::
+quit, and the final report. An observer is any callable that takes one event:
 
     import gracestop
     from gracestop import instrumentation as gi
@@ -30,9 +30,9 @@ reads like a dispatch table, and a type checker knows each event's fields in
 each ``case``.
 
 Which observers a coordinator calls: the global ones, set with
-:func:`set_observers` and read when the coordinator is entered, followed by
+`set_observers` and read when the coordinator is entered, followed by
 those given as ``observers=`` to it, which are *added* to them. The global
-default is one :class:`LoggingObserver`, which writes the lines described in
+default is one `LoggingObserver`, which writes the lines described in
 the logging section of the documentation (hook failures with their tracebacks,
 forced quits, the paths of diagnostics files): they are kept whatever a
 coordinator adds. ``set_observers([])`` is the explicit way to silence them.
@@ -49,7 +49,7 @@ as it would anywhere else in the event loop's thread, so that Ctrl-C and
 ``sys.exit()`` keep their meaning; don't raise them from an observer.
 
 There is no event per hold opened or closed: holds are opened per request and
-must stay cheap. :class:`CoordinatorEntered` carries ``open_holds``, a function
+must stay cheap. `CoordinatorEntered` carries ``open_holds``, a function
 returning how many holds the coordinator has open, to read when needed (the
 Prometheus gauge reads it at scrape time).
 """
@@ -114,7 +114,7 @@ class CoordinatorEntered:
     """The coordinator was entered (``async with``) and listens to ``signals``.
 
     ``coordinator_id`` numbers the coordinator within the process (the same
-    number is in its :class:`ShutdownFinished`); ``open_holds`` returns how many
+    number is in its `ShutdownFinished`); ``open_holds`` returns how many
     holds it has open right now, callable from any thread until the shutdown has
     finished.
     """
@@ -137,11 +137,11 @@ class ShutdownTriggered:
 @dataclass(frozen=True, slots=True)
 class SignalReceived:
     """A signal arrived after the trigger (the triggering signal itself is in
-    :class:`ShutdownTriggered`).
+    `ShutdownTriggered`).
 
     ``action`` says what came of it: ``"deadline"`` (the first signal after a
     manual, exit or error trigger: the quit will be forced at the deadline),
-    ``"force"`` (a second signal forces the quit; a :class:`ForcedQuit` follows),
+    ``"force"`` (a second signal forces the quit; a `ForcedQuit` follows),
     ``"ignore"`` (``second_signal="ignore"``) or ``"after_stop"`` (the shutdown
     had already finished).
     """
@@ -253,7 +253,7 @@ class DiagnosticsWritten:
 @dataclass(frozen=True, slots=True)
 class ShutdownFinished:
     """The shutdown is over; ``report`` tells how it went. ``coordinator_id`` is
-    the one of the :class:`CoordinatorEntered` event of the same coordinator."""
+    the one of the `CoordinatorEntered` event of the same coordinator."""
 
     event_kind: ClassVar[str] = "finished"
     report: ShutdownReport
@@ -294,7 +294,7 @@ _EVENT_TYPES: tuple[type, ...] = (
 
 @runtime_checkable
 class Observer(Protocol):
-    """Anything called with each :data:`Event`: a function or an object with
+    """Anything called with each `Event`: a function or an object with
     ``__call__``. It runs on the event loop's thread and must return quickly."""
 
     def __call__(self, event: Event) -> None:
@@ -365,7 +365,7 @@ def _default_observers() -> tuple[Observer, ...]:
 def get_observers() -> tuple[Observer, ...]:
     """The global observers: what a coordinator without ``observers=`` calls.
 
-    By default one :class:`LoggingObserver`.
+    By default one `LoggingObserver`.
     """
     global _global
     if _global is None:
@@ -374,7 +374,7 @@ def get_observers() -> tuple[Observer, ...]:
 
 
 class _Setting:
-    """The value of :func:`set_observers`: usable as a context manager that
+    """The value of `set_observers`: usable as a context manager that
     restores the previous observers."""
 
     __slots__ = ("_previous",)
@@ -395,7 +395,7 @@ def set_observers(observers: Iterable[Observer]) -> _Setting:
     on that was not given ``observers=``.
 
     Works as a plain call or as a context manager that puts the previous
-    observers back (handy in tests)::
+    observers back (handy in tests):
 
         from gracestop import instrumentation as gi
 
@@ -418,7 +418,7 @@ def emit(event: Event, observers: Iterable[Observer] | None = None) -> None:
     """Send *event* to *observers* (default: the global ones), isolating failures.
 
     For events that arise outside a coordinator's own code, such as
-    :class:`DiagnosticsWritten`. Call it on the event loop's thread.
+    `DiagnosticsWritten`. Call it on the event loop's thread.
     """
     if not isinstance(event, _EVENT_TYPES):
         raise TypeError(
@@ -458,7 +458,7 @@ def _never_started(report: ShutdownReport) -> tuple[str, ...]:
 
 
 class LoggingObserver:
-    """Writes shutdown events to a standard :mod:`logging` logger (``gracestop``).
+    """Writes shutdown events to a standard `logging` logger (``gracestop``).
 
     INFO: the trigger, each stage, progress lines and the summary. WARNING:
     failed, timed-out and cancelled hooks, the wrap-up time running out with
@@ -699,7 +699,7 @@ class StructlogObserver:
     structlog is imported when the observer is created (``pip install
     gracestop[structlog]``). Event names are the event types' ``event_kind``
     (``"triggered"``, ``"hook_ended"``, ...) prefixed with ``gracestop.``; levels
-    follow :class:`LoggingObserver`. Example::
+    follow `LoggingObserver`. Example:
 
         from gracestop import instrumentation as gi
 
@@ -798,7 +798,7 @@ class PrometheusObserver:
       shutdown (read when the metrics are scraped).
 
     Create one per registry: registering the same names twice in one registry
-    is refused by ``prometheus_client``. Tests pass a fresh ``CollectorRegistry``::
+    is refused by ``prometheus_client``. Tests pass a fresh ``CollectorRegistry``:
 
         from prometheus_client import CollectorRegistry
         from gracestop import instrumentation as gi

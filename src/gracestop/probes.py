@@ -2,14 +2,14 @@
 HTTP app of its own (a queue worker, a scheduler).
 
 Needs the ``probes`` extra (``pip install gracestop[probes]``), which brings ``h11``
-for the HTTP parsing::
+for the HTTP parsing:
 
     async with gracestop.ShutdownCoordinator(drain_delay=5) as coord:
         async with anyio.create_task_group() as tg:
             port = await tg.start(serve_probes, coord)
             await run_worker(coord)
 
-The answers are those of :class:`gracestop.asgi.ShutdownMiddleware`: readiness 200
+The answers are those of `gracestop.asgi.ShutdownMiddleware`: readiness 200
 while the coordinator is running and 503 from the trigger on, liveness 200 until the
 coordinator has stopped and 503 after, each with a short JSON body.
 """
@@ -34,8 +34,8 @@ __all__ = ["DEFAULT_PORT", "default_host", "serve_probes"]
 
 logger = logging.getLogger("gracestop")
 
-#: The port :func:`serve_probes` listens on unless told otherwise.
 DEFAULT_PORT = 8081
+"""The port `serve_probes` listens on unless told otherwise."""
 # A probe request is a few hundred bytes; anything much larger is not a probe.
 _MAX_HEADER_BYTES = 8 * 1024
 _MAX_BODY_BYTES = 64 * 1024
@@ -80,7 +80,7 @@ async def serve_probes(
     Args:
         coord: the coordinator whose state the probes report.
         host: the address to bind; ``""`` for every interface of both families
-            (IPv4 and IPv6); ``None`` for :func:`default_host`.
+            (IPv4 and IPv6); ``None`` for `default_host`.
         port: the TCP port; ``0`` for a free one.
         readiness_path: the readiness probe's path, or ``None`` for none.
         liveness_path: the liveness probe's path, or ``None`` for none.

@@ -1,11 +1,11 @@
 """Helpers for testing code that uses gracestop: fast shutdowns that never end the
 test process.
 
-**Testing mode.** :func:`set_testing` (or ``GRACESTOP_TESTING=1`` in the
+**Testing mode.** `set_testing` (or ``GRACESTOP_TESTING=1`` in the
 environment) makes every coordinator built afterwards use short settings for each
 field the test leaves at its default: no drain delay, a 0.5 s wrap-up window, a 2 s
 ``wait_time``, no signals (the test runner keeps its Ctrl-C) and no watchdog (a
-test run is never ended by ``os._exit``)::
+test run is never ended by ``os._exit``):
 
     from gracestop.testing import set_testing
 
@@ -13,9 +13,9 @@ test run is never ended by ``os._exit``)::
     with set_testing(True, wait_time=1):
         ...                            # only inside the block; then as before
 
-**A coordinator for a test.** :func:`open_coordinator` enters a coordinator in a
+**A coordinator for a test.** `open_coordinator` enters a coordinator in a
 task of its own, so the test's own code is never cancelled when the shutdown
-finishes, and :func:`shut_down` triggers the shutdown and returns the report::
+finishes, and `shut_down` triggers the shutdown and returns the report:
 
     async with open_coordinator() as coord:
         coord.add_shutdown_listener(close_pool)
@@ -26,7 +26,7 @@ finishes, and :func:`shut_down` triggers the shutdown and returns the report::
 ``conftest.py``, the ``gracestop_coordinator`` fixture gives an entered coordinator
 (testing mode on) to tests run by anyio's pytest plugin (``@pytest.mark.anyio``),
 on asyncio and on trio; ``gracestop_testing`` turns testing mode on for one test;
-override ``gracestop_options`` to pass :func:`open_coordinator` arguments.
+override ``gracestop_options`` to pass `open_coordinator` arguments.
 
 Testing mode is process-wide, like the signals it concerns: tests that run in
 parallel threads of one process share it.
@@ -80,7 +80,7 @@ _FINISH_MARGIN = 5.0
 
 
 class _RestoreTesting:
-    """What :func:`set_testing` returns: ignore it, or use it as a context manager
+    """What `set_testing` returns: ignore it, or use it as a context manager
     that puts the previous testing state back on exit."""
 
     __slots__ = ("_previous",)
@@ -89,7 +89,7 @@ class _RestoreTesting:
         self._previous = previous
 
     def __enter__(self) -> None:
-        """Nothing to do: :func:`set_testing` already applied the new state."""
+        """Nothing to do: `set_testing` already applied the new state."""
 
     def __exit__(
         self,
@@ -104,14 +104,14 @@ class _RestoreTesting:
 def set_testing(testing: bool, **settings: Unpack[ConfigOverrides]) -> _RestoreTesting:
     """Turn testing mode on or off for coordinators built from now on.
 
-    In testing mode a coordinator takes :data:`TESTING_DEFAULTS`, with *settings*
+    In testing mode a coordinator takes `TESTING_DEFAULTS`, with *settings*
     over them, for every field the code under test leaves at its library default
     (a field given to the coordinator, or set to another value in its
-    :class:`~gracestop.ShutdownConfig`, is kept). If the testing timings do not
+    [`ShutdownConfig`][gracestop.ShutdownConfig], is kept). If the testing timings do not
     fit with timings the code sets itself, the code's timings are kept.
 
     Works as a plain call and as a context manager that restores the previous
-    state (nesting works)::
+    state (nesting works):
 
         set_testing(True)
         with set_testing(True, wait_time=0.5):
@@ -152,14 +152,14 @@ async def open_coordinator(
     shutdown finishes only that task is cancelled, never the test. On exit, if
     the test has not shut it down, the shutdown runs (reason ``"test finished"``)
     and is waited for. Testing mode is on while the block runs (the state from
-    :func:`set_testing` or ``GRACESTOP_TESTING`` is kept if already on).
+    `set_testing` or ``GRACESTOP_TESTING`` is kept if already on).
 
-    *hooks* defaults to a fresh :class:`~gracestop.Hooks` registry rather than
-    :data:`gracestop.default_hooks`, so tests do not run each other's import-time
+    *hooks* defaults to a fresh [`Hooks`][gracestop.Hooks] registry rather than
+    [`default_hooks`][gracestop.default_hooks], so tests do not run each other's import-time
     hooks; pass ``hooks=gracestop.default_hooks`` to test those. *config* and
-    *overrides* are as for :class:`~gracestop.ShutdownCoordinator`.
+    *overrides* are as for [`ShutdownCoordinator`][gracestop.ShutdownCoordinator].
 
-    Example::
+    For example:
 
         async with open_coordinator(wrap_up_time=1) as coord:
             async with coord.hold("request"):
@@ -244,7 +244,7 @@ else:
 
     @pytest.fixture
     def gracestop_options() -> dict[str, Any]:
-        """Arguments for :func:`open_coordinator` used by ``gracestop_coordinator``;
+        """Arguments for `open_coordinator` used by ``gracestop_coordinator``;
         override this fixture to give hooks or settings (``{"wait_time": 1}``)."""
         return {}
 
@@ -252,7 +252,7 @@ else:
     async def gracestop_coordinator(
         gracestop_options: dict[str, Any],
     ) -> AsyncGenerator[ShutdownCoordinator, None]:
-        """An entered coordinator in testing mode (see :func:`open_coordinator`).
+        """An entered coordinator in testing mode (see `open_coordinator`).
 
         Needs anyio's pytest plugin: mark the test ``@pytest.mark.anyio``.
         """

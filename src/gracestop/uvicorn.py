@@ -1,9 +1,9 @@
-"""Serve an ASGI app with uvicorn under a :class:`~gracestop.ShutdownCoordinator`.
+"""Serve an ASGI app with uvicorn under a [`ShutdownCoordinator`][gracestop.ShutdownCoordinator].
 
 uvicorn on its own closes its listener the moment SIGTERM arrives, while a load
 balancer may still route traffic to the process, and waits without limit for a
-streaming response or a websocket. :func:`serve` runs ``uvicorn.Server`` with
-its own signal handling off and lets the coordinator lead::
+streaming response or a websocket. `serve` runs ``uvicorn.Server`` with
+its own signal handling off and lets the coordinator lead:
 
     import gracestop
     import gracestop.uvicorn
@@ -22,8 +22,8 @@ window, an endless stream say, is cut; then the app's lifespan shutdown runs,
 and only then the coordinator's shutdown hooks (close the database there). A second
 signal cuts the requests in flight and stops the server at once.
 
-uvicorn runs on asyncio only: on trio, :func:`serve` raises
-:class:`~gracestop.ShutdownError`; use :mod:`gracestop.hypercorn` there.
+uvicorn runs on asyncio only: on trio, `serve` raises
+[`ShutdownError`][gracestop.ShutdownError]; use `hypercorn` there.
 """
 
 from __future__ import annotations
@@ -104,15 +104,15 @@ async def serve(
     """Serve ``app`` with uvicorn until ``coord`` shuts down; return when drained.
 
     Call it inside ``async with coord:``. ``app`` is wrapped in
-    :class:`~gracestop.asgi.ShutdownMiddleware` (readiness, liveness, holds for
+    `ShutdownMiddleware` (readiness, liveness, holds for
     requests in flight) unless it already is one (bound to ``coord`` or
     to none: a middleware bound to another coordinator is a ``ValueError``).
     ``uvicorn_config`` goes to ``uvicorn.Config`` (``host``, ``port``, ``log_level``, ...), except
-    ``timeout_graceful_shutdown``, which :func:`serve` sets at the shutdown from
-    the wrap-up time left. Cancelling :func:`serve` (a forced quit does) cuts the
+    ``timeout_graceful_shutdown``, which `serve` sets at the shutdown from
+    the wrap-up time left. Cancelling `serve` (a forced quit does) cuts the
     requests in flight and stops the server without draining.
 
-    With ``port=0``, learn the port through ``task_status``::
+    With ``port=0``, learn the port through ``task_status``:
 
         async with anyio.create_task_group() as tg:
             (host, port), *_ = await tg.start(
