@@ -144,25 +144,6 @@ def test_run_gives_the_handlers_of_before_back_as_it_raises_system_exit(
     assert signal.getsignal(signal.SIGHUP) is before
 
 
-async def test_when_the_interpreter_joins_its_threads_the_handler_comes_back(
-    received: list[int],
-) -> None:
-    coord = coordinator()
-    late = LateSignals(coord)
-    late.install()
-    late.restore()
-    late.threads_ending()  # not finished: the process is not ending through run()
-    assert signal.getsignal(signal.SIGHUP) is not late._handle
-    late.install()
-    async with coord:
-        coord.shutdown()
-    late.restore()
-    late.threads_ending()
-    assert signal.getsignal(signal.SIGHUP) == late._handle
-    late.exiting()
-    assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
-
-
 def test_off_the_main_thread_nothing_is_installed(received: list[int]) -> None:
     lates: list[LateSignals] = []
     thread = threading.Thread(target=lambda: lates.append(LateSignals(coordinator())))

@@ -35,10 +35,9 @@ class LateSignals:
     first one is ignored, with a line on stderr; any further one is passed on,
     so that a process stuck in its exit can still be ended. :meth:`restore` puts
     the handlers of before back as run() raises ``SystemExit`` (a caller that
-    catches it, a test, gets its process as it was); once the interpreter exits
-    after all, :meth:`threads_ending` puts this handler back while the threads
-    are joined, and :meth:`exiting`, an ``atexit`` callback, ignores the signals
-    during the last clean-up, where Python gives them their default action back.
+    catches it, a test, gets its process as it was), and :meth:`exiting`, an
+    ``atexit`` callback, ignores the signals during the interpreter's last
+    clean-up, where Python gives them their default action back.
     """
 
     def __init__(self, coord: ShutdownCoordinator) -> None:
@@ -67,20 +66,6 @@ class LateSignals:
         for s, outer in self._outer.items():
             if signal.getsignal(s) == self._handle:
                 signal.signal(s, outer)
-
-    def threads_ending(self) -> None:
-        """The interpreter has begun to exit and waits for the threads left.
-
-        run() gave the handlers of before back as it raised ``SystemExit``; the
-        process is ending after all, so this handler comes back until the end:
-        the first late signal is ignored, a further one still ends a process whose
-        exit hangs on a thread.
-        """
-        if self._coord.state is not State.STOPPED:
-            return
-        for s, outer in self._outer.items():
-            if signal.getsignal(s) == outer:
-                signal.signal(s, self._handle)
 
     def exiting(self) -> None:
         """The interpreter is exiting (an ``atexit`` callback).

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import atexit
 import sys
-import threading
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -105,12 +104,7 @@ def run(
         coord._stop_watchdog()
         late.loop_closed()
     code = exit_code(coord, error)
-    # Registered last, so they run first: threading's callbacks as the exit
-    # begins, before the threads are joined (concurrent.futures uses the same
-    # hook); atexit's after that.
-    register_at_thread_shutdown = getattr(threading, "_register_atexit", None)
-    if register_at_thread_shutdown is not None:
-        register_at_thread_shutdown(late.threads_ending)
+    # Registered last, so it runs first among the atexit callbacks.
     atexit.register(late.exiting)
     late.restore()
     sys.exit(code)
