@@ -15,7 +15,6 @@ from types import FrameType
 
 import pytest
 
-import gracestop
 from gracestop import Hooks, ShutdownCoordinator, State
 from gracestop._late_signals import LateSignals
 
@@ -126,22 +125,6 @@ async def test_exiting_leaves_a_handler_the_application_put_in_place_since(
     signal.signal(signal.SIGHUP, own)
     late.exiting()
     assert signal.getsignal(signal.SIGHUP) is own
-
-
-@pytest.mark.parametrize("backend", ["asyncio", "trio"])
-def test_run_gives_the_handlers_of_before_back_as_it_raises_system_exit(
-    received: list[int], backend: str
-) -> None:
-    before = signal.getsignal(signal.SIGHUP)
-
-    async def main(coord: ShutdownCoordinator) -> None:
-        coord.shutdown()
-
-    with pytest.raises(SystemExit) as info:
-        gracestop.run(main, backend=backend, hooks=Hooks(), signals=["HUP"])
-    assert info.value.code == 0
-    # A caller that catches the SystemExit (a test) gets its process as it was.
-    assert signal.getsignal(signal.SIGHUP) is before
 
 
 def test_off_the_main_thread_nothing_is_installed(received: list[int]) -> None:

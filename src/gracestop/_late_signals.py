@@ -33,11 +33,9 @@ class LateSignals:
     gives them up. Until the shutdown has finished every signal is passed on to
     the handler that was there before (the loop's own for SIGINT). Afterwards the
     first one is ignored, with a line on stderr; any further one is passed on,
-    so that a process stuck in its exit can still be ended. :meth:`restore` puts
-    the handlers of before back as run() raises ``SystemExit`` (a caller that
-    catches it, a test, gets its process as it was), and :meth:`exiting`, an
-    ``atexit`` callback, ignores the signals during the interpreter's last
-    clean-up, where Python gives them their default action back.
+    so that a process stuck in its exit can still be ended. The handler stays
+    installed until the process has exited; from the interpreter's final
+    clean-up on (:meth:`exiting`) the signals are ignored.
     """
 
     def __init__(self, coord: ShutdownCoordinator) -> None:
@@ -61,24 +59,18 @@ class LateSignals:
         """The loop's own handlers are stale now: pass signals on to those of before."""
         self._wrapped.update(self._outer)
 
-    def restore(self) -> None:
-        """Put back the handlers found before run() (those nobody replaced since)."""
-        for s, outer in self._outer.items():
-            if signal.getsignal(s) == self._handle:
-                signal.signal(s, outer)
-
     def exiting(self) -> None:
-        """The interpreter is exiting (an ``atexit`` callback).
+        """The interpreter is about to finish (an ``atexit`` callback).
 
-        A late SIGTERM or SIGINT would meet its default action there and end the
-        process with another status: from now on they are ignored by the OS,
-        unless a late one was ignored already (then the next one ends the
-        process, as promised). A handler installed since run() is left alone.
+        In its final clean-up Python gives every signal with a Python handler back
+        to its default action, so a late SIGTERM or SIGINT would still end the
+        process there: from now on they are ignored by the OS, unless a late one
+        was ignored already (then the next one ends the process, as promised).
         """
         if self._ignored or self._coord.state is not State.STOPPED:
             return
-        for s, outer in self._outer.items():
-            if signal.getsignal(s) in (outer, self._handle):
+        for s in self._outer:
+            if signal.getsignal(s) == self._handle:
                 signal.signal(s, signal.SIG_IGN)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:

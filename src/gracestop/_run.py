@@ -50,9 +50,9 @@ def run(
     exiting, does not change that status: the first one is ignored (with a line
     on stderr), a further one gets the handling it had before ``run()`` (SIGTERM
     ends the process, SIGINT raises ``KeyboardInterrupt``), so that an exit that
-    hangs can still be cut short. When ``run()`` raises its ``SystemExit`` the
-    handlers of before are back; during the interpreter's exit (from ``run()``'s
-    ``atexit`` callback, the first to run) such signals are ignored.
+    hangs can still be cut short. This handler stays in place until the process
+    has exited; during the interpreter's final clean-up (after the first
+    ``atexit`` callback) such signals are ignored.
 
     Args:
         main: an async function taking the coordinator.
@@ -106,7 +106,6 @@ def run(
     code = exit_code(coord, error)
     # Registered last, so it runs first among the atexit callbacks.
     atexit.register(late.exiting)
-    late.restore()
     sys.exit(code)
 
 

@@ -689,26 +689,16 @@ def systemd(backend: str, variant: str) -> None:
     out("EXITED")
 
 
-_kept: list[object] = []
-
-
 @scenario
 def exiting(backend: str, variant: str) -> None:
     """gracestop.run() after the shutdown: the process waits for the parent's ``go``
-    while it exits, ``variant`` says where (``teardown``: in the event loop's
-    teardown, once the coordinator has given its signals back; ``atexit``: in an
-    atexit callback, the interpreter's last clean-up)."""
+    while it exits, ``variant`` says where (``run``: as run()'s SystemExit goes
+    up, ``atexit``: in an atexit callback, the interpreter's last clean-up)."""
 
     def hold(where: str) -> None:
         out("EXITING", where)
         line = sys.stdin.readline()
         out("GO", line.strip())
-
-    async def finalized_by_the_loop() -> Any:
-        try:
-            yield
-        finally:
-            hold("teardown")  # blocks the loop's teardown: the point of the variant
 
     if variant == "atexit":
         # Registered before run(): atexit runs it after run()'s own callback.
@@ -716,15 +706,14 @@ def exiting(backend: str, variant: str) -> None:
 
     async def main(coord: ShutdownCoordinator) -> None:
         add_two_phases(coord)
-        if variant == "teardown":
-            # Left suspended: both loops close such a generator as they end.
-            generator = finalized_by_the_loop()
-            await generator.__anext__()
-            _kept.append(generator)
         out("READY")
         await anyio.sleep_forever()
 
-    gracestop.run(main, backend=backend, hooks=gracestop.Hooks(), wait_time=5)
+    try:
+        gracestop.run(main, backend=backend, hooks=gracestop.Hooks(), wait_time=5)
+    finally:
+        if variant == "run":
+            hold("run")
 
 
 def entry() -> None:

@@ -1,10 +1,9 @@
 """gracestop.run(): a signal that comes once the shutdown has finished, while the
 process exits, does not change its exit status; a further one still ends it.
 
-The ``exiting`` child holds its exit at a known point (in the event loop's
-teardown, once the coordinator has given its signals back, or in an atexit
-callback) until the parent writes ``go``, so each signal lands exactly where the
-test means it to.
+The ``exiting`` child holds its exit at a known point (as run()'s SystemExit
+goes up, or in an atexit callback) until the parent writes ``go``, so each
+signal lands exactly where the test means it to.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ def shut_down(spawn: Spawn, backend: str, where: str) -> Child:
 def test_a_late_signal_is_ignored_and_the_status_stays_zero(
     spawn: Spawn, backend: str, sig: signal.Signals
 ) -> None:
-    child = shut_down(spawn, backend, "teardown")
+    child = shut_down(spawn, backend, "run")
     child.signal(sig)
     child.expect_err(IGNORED)
     child.send_line("go")
@@ -50,7 +49,7 @@ def test_a_late_signal_is_ignored_and_the_status_stays_zero(
 
 @backends
 def test_a_further_late_signal_ends_the_process(spawn: Spawn, backend: str) -> None:
-    child = shut_down(spawn, backend, "teardown")
+    child = shut_down(spawn, backend, "run")
     child.signal(signal.SIGTERM)
     child.expect_err(IGNORED)
     child.signal(signal.SIGTERM)
