@@ -51,8 +51,9 @@ def run(
     on stderr), a further one gets the handling it had before ``run()`` (SIGTERM
     ends the process, SIGINT raises ``KeyboardInterrupt``), so that an exit that
     hangs can still be cut short. This handler stays in place until the process
-    has exited; during the interpreter's final clean-up (after the first
-    ``atexit`` callback) such signals are ignored.
+    has exited (a test that catches the ``SystemExit`` keeps it too: it passes
+    every signal on after the first late one); during the interpreter's final
+    clean-up (after the first ``atexit`` callback) such signals are ignored.
 
     Args:
         main: an async function taking the coordinator.
