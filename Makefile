@@ -8,9 +8,11 @@ STAMP := $(VENV)/.installed-dev
 BENCH_STAMP := $(VENV)/.installed-bench
 # Most tests wait on subprocesses, sockets and signals rather than the CPU.
 PYTEST_WORKERS ?= 4
+# Iterations of make chaos.
+N ?= 500
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo test lint format typecheck pytest docs bench bench-smoke clean
+.PHONY: help install demo test lint format typecheck pytest docs bench bench-smoke chaos clean
 
 help:
 	@echo "make demo       gracestop demo: a job worker and an HTTP service get SIGTERM under load; timeline and counts"
@@ -21,6 +23,7 @@ help:
 	@echo "make docs       build the documentation site with mkdocs build --strict"
 	@echo "make bench      compare gracestop with its peers and baselines: one table, benchmarks/results.json"
 	@echo "make bench-smoke  run every benchmark briefly (checks they run; CI runs it)"
+	@echo "make chaos      signal a job service at random moments N times (N=500), audit its SQLite file, print the counts"
 	@echo "make clean      remove .venv and build artefacts"
 
 $(STAMP): pyproject.toml
@@ -70,6 +73,9 @@ bench: $(BENCH_STAMP)
 
 bench-smoke: $(BENCH_STAMP)
 	$(BIN)/python benchmarks/run.py --smoke
+
+chaos: $(STAMP)
+	$(BIN)/python tests/chaos/run.py --iterations $(N) --parallel 2
 
 clean:
 	rm -rf $(VENV) site build dist .coverage .coverage.* .mypy_cache .ruff_cache

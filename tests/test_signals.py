@@ -74,13 +74,16 @@ async def test_a_second_claim_of_a_signal_is_refused(restore_usr_handlers: objec
 
 
 async def test_default_signals_already_claimed_means_going_without() -> None:
+    # Not necessarily SIG_DFL: gracestop.run() run in this process before (a docs
+    # block) leaves its late-signal handler in place.
+    before = signal.getsignal(signal.SIGTERM)
     async with ShutdownCoordinator(hooks=Hooks(), hard_exit=False) as outer:
         assert outer.signals == (signal.SIGTERM, signal.SIGINT)
         async with ShutdownCoordinator(hooks=Hooks()) as inner:
             assert inner.signals == ()
         assert signal.SIGTERM in claimed_signals()
     assert signal.SIGTERM not in claimed_signals()
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) == before
 
 
 def test_off_the_main_thread_no_signals_unless_asked_then_an_error() -> None:
@@ -280,3 +283,30 @@ async def test_drain_delay_applies_to_a_signal_trigger(restore_usr_handlers: obj
     assert drain.name == "drain"
     assert drain.end is not None
     assert drain.end - drain.start >= 0.19
+
+
+async def test_closing_the_receiver_never_leaves_the_default_action_in_place(
+    restore_usr_handlers: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # asyncio's remove_signal_handler sets SIG_DFL: a signal in that moment would
+    # end the process in the middle of its exit. Every handler set is recorded.
+    set_to: list[tuple[int, object]] = []
+    real_signal = signal.signal
+
+    def recording_signal(signum: int, handler: object) -> object:
+        set_to.append((signum, handler))
+        return real_signal(signum, handler)  # type: ignore[arg-type]
+
+    signal.signal(signal.SIGUSR1, previous_handler)
+    signal.signal(signal.SIGUSR2, previous_handler)
+    monkeypatch.setattr(signal, "signal", recording_signal)
+    async with ShutdownCoordinator(
+        hooks=Hooks(), signals=["USR1", "USR2"], hard_exit=False
+    ) as coord:
+        coord.shutdown()
+    assert set_to, "no handler was set at all"
+    assert (signal.SIGUSR1, signal.SIG_DFL) not in set_to
+    assert (signal.SIGUSR2, signal.SIG_DFL) not in set_to
+    monkeypatch.undo()
+    assert signal.getsignal(signal.SIGUSR1) is previous_handler
+    assert signal.getsignal(signal.SIGUSR2) is previous_handler

@@ -223,7 +223,9 @@ async def serve(options: ServiceOptions) -> int:
         # phase open until it is committed. Beside the HTTP server's drain, before
         # the queue is flushed.
         @coord.on_wrap_up(name="stop-workers", order=HOOK_ORDER)
-        def stop_workers() -> None:
+        async def stop_workers() -> None:
+            # Async: a sync hook runs in a worker thread, and an anyio Event is set
+            # from the loop only (trio refuses it when a worker waits on it).
             stop_taking.set()
 
         @coord.on_wrap_up(name="flush-queue")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -12,6 +13,7 @@ import anyio
 from ._config import _describe
 from ._coordinator import ShutdownCoordinator
 from ._hooks import Hooks, _is_async_callable
+from ._late_signals import LateSignals
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -45,6 +47,15 @@ def run(
     out, or when ``main`` raised (its traceback is printed to stderr). A
     ``SystemExit`` raised by ``main`` keeps its own status once the shutdown has run.
 
+    A signal that comes once the shutdown has finished, while the process is
+    exiting, does not change that status: the first one is ignored (with a line
+    on stderr), a further one gets the handling it had before ``run()`` (SIGTERM
+    ends the process, SIGINT raises ``KeyboardInterrupt``), so that an exit that
+    hangs can still be cut short. This handler stays in place until the process
+    has exited (a test that catches the ``SystemExit`` keeps it too: it passes
+    every signal on after the first late one); during the interpreter's final
+    clean-up (after the first ``atexit`` callback) such signals are ignored.
+
     Args:
         main: an async function taking the coordinator.
         backend: ``"asyncio"`` or ``"trio"``, as for `anyio.run`.
@@ -75,8 +86,11 @@ def run(
     # loop's teardown, where asyncio waits for every task left, even one that
     # ignores its cancellation.
     coord._keep_watchdog = True
+    late = LateSignals(coord)
 
     async def _main() -> None:
+        # Before the coordinator claims the signals, so that it puts this back.
+        late.install()
         async with coord:
             await main(coord)
 
@@ -89,7 +103,11 @@ def run(
         error = exc
     finally:
         coord._stop_watchdog()
-    sys.exit(exit_code(coord, error))
+        late.loop_closed()
+    code = exit_code(coord, error)
+    # Registered last, so it runs first among the atexit callbacks.
+    atexit.register(late.exiting)
+    sys.exit(code)
 
 
 def exit_code(coord: ShutdownCoordinator, error: BaseException | None = None) -> int:

@@ -177,9 +177,12 @@ class SignalListener:
                 receiver = anyio.open_signal_receiver(*self.signals)
                 try:
                     with receiver as signals:
-                        task_status.started()
-                        async for sig in signals:
-                            self._on_signal(sig)
+                        try:
+                            task_status.started()
+                            async for sig in signals:
+                                self._on_signal(sig)
+                        finally:
+                            self._take_over_from_loop()
                 finally:
                     # anyio's asyncio backend has just left SIG_DFL behind: until
                     # release() restores the previous handlers, ours must catch
@@ -192,6 +195,29 @@ class SignalListener:
                 self.used_fallback = True
         task_status.started()
         await anyio.sleep_forever()
+
+    def _take_over_from_loop(self) -> None:
+        """Put the forwarding handler back before anyio's receiver closes.
+
+        Closing it calls the loop's ``remove_signal_handler``, which sets the
+        default action (``SIG_DFL``; ``default_int_handler`` for SIGINT): a signal
+        in the moment before :meth:`_reinstall` would end the process, or raise
+        ``KeyboardInterrupt``, in the middle of the exit. With the forwarding
+        handler in place first and the loop's entries dropped, closing the
+        receiver finds nothing to remove and changes no handler.
+        """
+        self._reinstall()
+        try:
+            registry = _signal_handle_registry(asyncio.get_running_loop())
+        except RuntimeError:  # trio: its receiver puts the forwarding handler back
+            return
+        if registry is None:  # pragma: no cover - such loops take the fallback path
+            return
+        for s in self.signals:
+            registry.pop(s, None)
+        if not registry:
+            # What remove_signal_handler does once the loop handles no signal.
+            signal.set_wakeup_fd(-1)
 
     def _reinstall(self) -> None:
         if self._call is not None:

@@ -689,6 +689,33 @@ def systemd(backend: str, variant: str) -> None:
     out("EXITED")
 
 
+@scenario
+def exiting(backend: str, variant: str) -> None:
+    """gracestop.run() after the shutdown: the process waits for the parent's ``go``
+    while it exits, ``variant`` says where (``run``: as run()'s SystemExit goes
+    up, ``atexit``: in an atexit callback, the interpreter's last clean-up)."""
+
+    def hold(where: str) -> None:
+        out("EXITING", where)
+        line = sys.stdin.readline()
+        out("GO", line.strip())
+
+    if variant == "atexit":
+        # Registered before run(): atexit runs it after run()'s own callback.
+        atexit.register(hold, "atexit")
+
+    async def main(coord: ShutdownCoordinator) -> None:
+        add_two_phases(coord)
+        out("READY")
+        await anyio.sleep_forever()
+
+    try:
+        gracestop.run(main, backend=backend, hooks=gracestop.Hooks(), wait_time=5)
+    finally:
+        if variant == "run":
+            hold("run")
+
+
 def entry() -> None:
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s"
