@@ -34,6 +34,7 @@ LEVEL = 0.05
 Better = Literal["lower", "higher"]
 Kind = Literal["peer", "baseline"]
 Verdict = Literal["ahead", "level", "behind"]
+VERDICTS: tuple[Verdict, ...] = ("ahead", "level", "behind")
 
 
 @dataclass
@@ -95,8 +96,19 @@ class Row:
     note: str = ""
 
     def ratios(self) -> list[float]:
-        """Per-round ratios ``a / b``; rounds where ``b`` is 0 are left out."""
-        return [x / y for x, y in zip(self.a.samples, self.b.samples, strict=True) if y > 0]
+        """Per-round ratios ``a / b``.
+
+        A round where both are 0 (no failed request on either side) counts as 1.0;
+        one where only ``b`` is 0 as infinite, so that it weighs against gracestop
+        when lower is better rather than vanishing from the figure.
+        """
+        ratios: list[float] = []
+        for x, y in zip(self.a.samples, self.b.samples, strict=True):
+            if y > 0:
+                ratios.append(x / y)
+            else:
+                ratios.append(1.0 if x == 0 else math.inf)
+        return ratios
 
     @property
     def ratio(self) -> float | None:
@@ -124,7 +136,8 @@ class Row:
         return "ahead" if ahead else "behind"
 
     def to_json(self) -> dict[str, Any]:
-        ratios = self.ratios()
+        ratios = [r for r in self.ratios() if math.isfinite(r)]
+        ratio = self.ratio
         return {
             "group": self.group,
             "case": self.case,
@@ -132,7 +145,8 @@ class Row:
             "better": self.better,
             "gracestop": self.a.to_json(),
             "other": self.b.to_json(),
-            "ratio": self.ratio,
+            # JSON has no infinity: an infinite ratio is written as null.
+            "ratio": ratio if ratio is not None and math.isfinite(ratio) else None,
             "ratio_min": min(ratios) if ratios else None,
             "ratio_max": max(ratios) if ratios else None,
             "verdict": self.verdict,
@@ -183,7 +197,7 @@ def table(rows: Sequence[Row]) -> str:
         ratios = row.ratios()
         ratio = (
             f"{row.ratio:.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
-            if row.ratio is not None
+            if row.ratio is not None and math.isfinite(row.ratio)
             else "-"
         )
         verdict = row.verdict if row.kind == "peer" else f"{row.verdict} (baseline)"
@@ -195,6 +209,18 @@ def table(rows: Sequence[Row]) -> str:
         "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
     ]
     return "\n".join(out)
+
+
+def summary(rows: Sequence[Row]) -> str:
+    """One line: how gracestop fared against the peers (baseline rows left out)."""
+    peers = [row for row in rows if row.kind == "peer"]
+    counts = {verdict: sum(row.verdict == verdict for row in peers) for verdict in VERDICTS}
+    behind = [f"{row.group}: {row.case}" for row in peers if row.verdict == "behind"]
+    text = (
+        f"against the peers: {counts['ahead']} ahead, {counts['level']} level, "
+        f"{counts['behind']} behind (of {len(peers)} rows)"
+    )
+    return text + "".join(f"\n  behind: {name}" for name in behind)
 
 
 def machine() -> dict[str, Any]:

@@ -294,7 +294,11 @@ def rows_from(taken: dict[str, list[Sample]], count: int) -> list[Row]:
                 b=Measure(VARIANTS["plain"], "req/s", [s.rps for s in plain]),
                 better="higher",
                 kind="baseline",
-                note=f"{CONCURRENCY} keep-alive connections, {count:,} requests a sample",
+                note=(
+                    f"the cost of gracestop per request: the same server and app with and"
+                    f" without it; {CONCURRENCY} keep-alive connections, {count:,} requests"
+                    " a sample"
+                ),
             )
         )
         mine_cpu = [s.cpu_per_request for s in mine]
