@@ -5,7 +5,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
-BENCH_STAMP := $(VENV)/.installed-bench
 # Most tests wait on subprocesses, sockets and signals rather than the CPU.
 PYTEST_WORKERS ?= 4
 # Iterations of make chaos.
@@ -29,7 +28,7 @@ help:
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs,bench]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -64,14 +63,10 @@ test: lint typecheck pytest
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
-$(BENCH_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,docs,bench]'
-	@touch $(BENCH_STAMP)
-
-bench: $(BENCH_STAMP)
+bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
 
-bench-smoke: $(BENCH_STAMP)
+bench-smoke: $(STAMP)
 	$(BIN)/python benchmarks/run.py --smoke
 
 chaos: $(STAMP)
