@@ -12,6 +12,7 @@ page).
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -221,6 +222,17 @@ def summary(rows: Sequence[Row]) -> str:
         f"{counts['behind']} behind (of {len(peers)} rows)"
     )
     return text + "".join(f"\n  behind: {name}" for name in behind)
+
+
+def cli(run: Callable[[bool], list[Row]], doc: str | None) -> None:
+    """The command line of one benchmark module: ``python benchmarks/NAME.py [--smoke]``.
+
+    Prints the module's rows as a table; ``run.py`` runs them all and writes the JSON.
+    """
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="run briefly")
+    args = parser.parse_args()
+    print(table(run(args.smoke)))
 
 
 def machine() -> dict[str, Any]:

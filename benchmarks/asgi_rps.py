@@ -31,7 +31,6 @@ without gracestop.
 
 from __future__ import annotations
 
-import argparse
 import os
 import queue
 import signal
@@ -45,7 +44,7 @@ from typing import IO
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _bench import Measure, Row, alternate, table
+from _bench import Measure, Row, alternate, cli
 
 #: Workers (and keep-alive connections) of the load generator.
 CONCURRENCY = 8
@@ -318,12 +317,5 @@ def rows_from(taken: dict[str, list[Sample]], count: int) -> list[Row]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args()
-    print(table(run(args.smoke)))
-
-
 if __name__ == "__main__":
-    main()
+    cli(run, __doc__)

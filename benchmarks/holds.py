@@ -17,7 +17,6 @@ fresh event loop.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import os
 import sys
@@ -30,7 +29,7 @@ import anyio
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _bench import Measure, Row, alternate, table
+from _bench import Measure, Row, alternate, cli
 
 import gracestop
 
@@ -166,12 +165,5 @@ def run(smoke: bool) -> list[Row]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args()
-    print(table(run(args.smoke)))
-
-
 if __name__ == "__main__":
-    main()
+    cli(run, __doc__)

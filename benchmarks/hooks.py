@@ -27,7 +27,6 @@ On trio the anyio task group is the only comparison.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import gc
 import os
@@ -41,7 +40,7 @@ import anyio
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _bench import Measure, Row, alternate, table
+from _bench import Measure, Row, alternate, cli
 
 import gracestop
 
@@ -157,12 +156,5 @@ def run(smoke: bool) -> list[Row]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args()
-    print(table(run(args.smoke)))
-
-
 if __name__ == "__main__":
-    main()
+    cli(run, __doc__)

@@ -18,7 +18,6 @@ asyncio only once it runs. Integrations (uvicorn, aiohttp, ...) are never import
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -27,7 +26,7 @@ from functools import partial
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _bench import Measure, Row, alternate, table
+from _bench import Measure, Row, alternate, cli
 
 CHILD = """
 import sys, time
@@ -88,12 +87,5 @@ def run(smoke: bool) -> list[Row]:
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args()
-    print(table(run(args.smoke)))
-
-
 if __name__ == "__main__":
-    main()
+    cli(run, __doc__)
