@@ -186,8 +186,8 @@ CASES = [
         budget="total",
         ending_remark=(
             "aiorun abandons the task at its timeout and exits 0, with only a logged "
-            "WARNING (the task's stack); gracestop's watchdog exits with force_exit_code "
-            "(1), after printing the pending work and every thread's stack"
+            "WARNING naming the task's frame; gracestop's watchdog exits with "
+            "force_exit_code (1), after printing what was pending and every thread's stack"
         ),
     ),
     Case(
