@@ -3,21 +3,27 @@
 The same ASGI app (``benchmarks/peers/uvicorn_service.py``) served by plain
 uvicorn (``uvicorn.run(app)``, its defaults) and by ``gracestop.uvicorn.serve``
 under ``gracestop.run`` with the settings of ``docs/kubernetes.md``
-(``drain_delay=5s``, ``wrap_up_time=20s``, ``wait_time=30s``).
+(``drain_delay=5s``, ``wrap_up_time=20s``, ``wait_time=30s``). Plain uvicorn is
+run twice: as is ("no preStop"), and with the usual Kubernetes workaround, a
+``preStop: sleep`` as long as gracestop's ``drain_delay``: the kubelet runs the
+hook when the pod is removed from the Service and sends SIGTERM only once it is
+over, so the parent plays it by sending SIGTERM ``drain_delay`` seconds after the
+moment the others get theirs.
 
 Kubernetes sends SIGTERM and removes the pod from the Service at the same time;
 until every router has caught up, requests still arrive (about a second on a
 small cluster). The benchmark plays that second: 9 clients on loopback (6 keeping
 their connection alive, 3 opening one per request, real httpx clients, each
 pacing itself to one request every 40 ms) load the server; once 20 requests have
-succeeded the parent sends SIGTERM, and the load goes on until a request started
-a second after the signal has ended (the load's own records tell, no sleep). The
-figure is the number of requests started within that second that failed:
-refused, reset, timed out (2 s) or answered with a 5xx. Then the parent waits
-for the process to end (gracestop: after its drain delay).
+succeeded the parent sends SIGTERM (with preStop: starts the hook's sleep), and the
+load goes on until a request started a second after that moment has ended (the
+load's own records tell, no sleep). The figure is the number of requests started
+within that second that failed: refused, reset, timed out (2 s) or answered with
+a 5xx. Then the parent waits for the process to end (gracestop: after its drain
+delay; with preStop: SIGTERM once the hook's sleep is over, then the exit).
 
-Each round runs both servers, one after the other, alternating which goes first
-(3 rounds; ``--smoke``: 1).
+Each round runs the three servers, one after the other, rotating which goes first
+(3 rounds; ``--smoke``: 1); both rows compare with the same gracestop samples.
 
     python benchmarks/drain_failures.py [--smoke]
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -36,10 +43,14 @@ from _bench import Measure, Row, alternate, table
 from _httpload import Load
 from _procs import Program, ProgramError
 
+import gracestop
+
 #: docs/kubernetes.md's settings.
 SETTINGS = ("drain_delay=5s", "wrap_up_time=20s", "wait_time=30s")
 #: How long routers still send requests after SIGTERM.
 WINDOW = 1.0
+#: The preStop hook's sleep: gracestop's drain_delay.
+PRESTOP = gracestop.ShutdownConfig.from_mapping(dict(s.split("=", 1) for s in SETTINGS)).drain_delay
 ROUNDS = 3
 START_TIMEOUT = 30.0
 #: Bound on the exit once the load is over: gracestop's wait_time and a margin.
@@ -57,9 +68,14 @@ class Side:
 
 
 def one(side: str, record: Side) -> float:
-    """One server under load and SIGTERM: the requests of the window that failed."""
+    """One server under load and SIGTERM: the requests of the window that failed.
+
+    ``side`` is ``gracestop``, ``uvicorn`` or ``prestop`` (plain uvicorn behind a
+    ``preStop: sleep`` of ``PRESTOP`` seconds).
+    """
     settings = SETTINGS if side == "gracestop" else ()
-    with Program("uvicorn_service.py", side, "load", *settings) as program:
+    server = "uvicorn" if side == "prestop" else side
+    with Program("uvicorn_service.py", server, "load", *settings) as program:
         port = int(program.expect("READY", START_TIMEOUT).split()[1])
         with Load(
             f"http://127.0.0.1:{port}",
@@ -72,10 +88,15 @@ def one(side: str, record: Side) -> float:
             timeout=2.0,
         ) as load:
             load.wait_for_requests(20, timeout=START_TIMEOUT)
-            signalled = program.signal()
+            # The moment the pod leaves the Service: SIGTERM, or the preStop hook starts.
+            signalled = time.monotonic() if side == "prestop" else program.signal()
             load.wait_for_start_after(signalled + WINDOW, timeout=START_TIMEOUT)
         window = load.between(signalled, signalled + WINDOW)
         failed = [r for r in window if not r.ok]
+        if side == "prestop":
+            # The hook's sleep itself: what is being played, not a synchronisation.
+            time.sleep(max(0.0, signalled + PRESTOP - time.monotonic()))
+            program.signal()
         if program.exited_within(EXIT_TIMEOUT) is None:
             raise ProgramError(f"still running {EXIT_TIMEOUT}s after SIGTERM\n{program.output()}")
     record.failed.append(float(len(failed)))
@@ -98,24 +119,42 @@ def describe(name: str, side: Side) -> str:
 
 
 def run(smoke: bool) -> list[Row]:
-    """One row: failed requests in the second after SIGTERM, gracestop vs uvicorn."""
-    sides = {"gracestop": Side(), "uvicorn": Side()}
+    """Failed requests in the second after SIGTERM: gracestop vs plain uvicorn, without
+    and with a preStop sleep."""
+    sides = {"gracestop": Side(), "uvicorn": Side(), "prestop": Side()}
     alternate(1 if smoke else ROUNDS, {name: partial(one, name, s) for name, s in sides.items()})
-    ours, theirs = sides["gracestop"], sides["uvicorn"]
-    note = (
-        f"gracestop.uvicorn.serve with {', '.join(SETTINGS)} vs uvicorn.run(app); "
-        f"{describe('gracestop', ours)}; {describe('uvicorn', theirs)}"
-    )
+    ours, bare, prestop = sides["gracestop"], sides["uvicorn"], sides["prestop"]
+    group = f"failed requests in the {WINDOW:g} s after SIGTERM under load"
+    given = f"gracestop.uvicorn.serve with {', '.join(SETTINGS)}"
     return [
         Row(
-            group=f"failed requests in the {WINDOW:g} s after SIGTERM under load",
-            case="uvicorn",
+            group=group,
+            case="uvicorn, no preStop",
             a=Measure("gracestop", "requests", ours.failed),
-            b=Measure("uvicorn", "requests", theirs.failed),
+            b=Measure("uvicorn", "requests", bare.failed),
             better="lower",
             kind="peer",
-            note=note,
-        )
+            note=(
+                f"{given} vs uvicorn.run(app), SIGTERM as the pod leaves the Service; "
+                f"{describe('gracestop', ours)}; {describe('uvicorn', bare)}"
+            ),
+        ),
+        Row(
+            group=group,
+            case=f"uvicorn, preStop sleep {PRESTOP:g}",
+            a=Measure("gracestop", "requests", ours.failed),
+            b=Measure(f"uvicorn + preStop sleep {PRESTOP:g}", "requests", prestop.failed),
+            better="lower",
+            kind="peer",
+            note=(
+                f"{given} vs uvicorn.run(app) behind a preStop: sleep {PRESTOP:g} (the same "
+                f"{PRESTOP:g} s; SIGTERM once the sleep is over, the window counted from the "
+                f"moment the pod leaves the Service, as for gracestop); "
+                f"{describe('gracestop', ours)}; {describe('uvicorn + preStop', prestop)}. "
+                "An exec preStop sleep needs a sleep binary in the image (Kubernetes 1.30+ "
+                "also has a sleep action)"
+            ),
+        ),
     ]
 
 

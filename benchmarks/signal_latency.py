@@ -1,10 +1,11 @@
 """Signal → first wrap-up hook: gracestop against a bare anyio signal receiver.
 
-Each round starts two fresh child processes, one per variant, in alternating
-order. The parent sends SIGTERM and notes ``time.monotonic()`` (one clock for
-every process on Linux); the child prints the same clock when its first hook
-starts. The figure that matters is the ratio of the medians measured in the same
-run, since absolute times on a shared machine are noise.
+Each round starts two fresh child processes (``benchmarks/peers/signal_child.py``),
+one per variant, in alternating order; every wait on a child is bounded. The
+parent sends SIGTERM and notes ``time.monotonic()`` (one clock for every process
+on Linux); the child prints the same clock when its first hook starts. The figure
+that matters is the ratio of the medians measured in the same run, since absolute
+times on a shared machine are noise.
 
     python benchmarks/signal_latency.py [--smoke]
 """
@@ -13,61 +14,29 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import subprocess
 import sys
-import time
 from functools import partial
 
 sys.path.insert(0, os.path.dirname(__file__))
 
 from _bench import Measure, Row, alternate, table
+from _procs import Program, ProgramError
 
-CHILD = r"""
-import sys, time, anyio, gracestop
-
-async def bare() -> None:
-    with anyio.open_signal_receiver(__import__("signal").SIGTERM) as signals:
-        print("READY", flush=True)
-        async for _ in signals:
-            print(f"HOOK {time.monotonic()!r}", flush=True)  # the "hook"
-            return
-
-async def with_gracestop() -> None:
-    hooks = gracestop.Hooks()
-
-    @hooks.on_wrap_up
-    async def first() -> None:
-        print(f"HOOK {time.monotonic()!r}", flush=True)
-
-    async with gracestop.ShutdownCoordinator(hooks=hooks, signals=["TERM"]):
-        print("READY", flush=True)
-        await anyio.sleep_forever()
-
-options = {"use_uvloop": True} if sys.argv[3] == "uvloop" else {}
-anyio.run(
-    bare if sys.argv[1] == "bare" else with_gracestop, backend=sys.argv[2], backend_options=options
-)
-"""
+#: Bound on each wait: for READY (a child starting on a busy machine), for HOOK, for
+#: the exit.
+TIMEOUT = 30.0
 
 
 def one(variant: str, backend: str, uvloop: bool = False) -> float:
     """Start one child, send SIGTERM, return the time until its first hook started."""
     loop = "uvloop" if uvloop else "default"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CHILD, variant, backend, loop], stdout=subprocess.PIPE, text=True
-    )
-    assert proc.stdout is not None
-    try:
-        if proc.stdout.readline().strip() != "READY":
-            raise RuntimeError(f"{variant}: child did not start")
-        sent = time.monotonic()
-        os.kill(proc.pid, signal.SIGTERM)
-        line = proc.stdout.readline().split()
-        proc.wait(10)
-    finally:
-        proc.kill()
-    return float(line[1]) - sent
+    with Program("signal_child.py", variant, backend, loop) as program:
+        program.expect("READY", TIMEOUT)
+        sent = program.signal()
+        line = program.expect("HOOK ", TIMEOUT)
+        if program.exited_within(TIMEOUT) is None:
+            raise ProgramError(f"still running {TIMEOUT}s after its hook\n{program.output()}")
+    return float(line.split()[1]) - sent
 
 
 BACKENDS = {

@@ -32,3 +32,15 @@ def settings(args: list[str]) -> dict[str, Any]:
     given = dict(arg.split("=", 1) for arg in args)
     config = gracestop.ShutdownConfig.from_mapping(given)
     return {name: getattr(config, name) for name in given}
+
+
+def peer_option(args: list[str], name: str) -> float | None:
+    """The peer's own setting ``name`` from a ``name=seconds`` argument
+    (``timeout_task_shutdown=6``); None (the peer's default) if not given."""
+    value: float | None = None
+    for arg in args:
+        key, _, text = arg.partition("=")
+        if key != name:
+            raise ValueError(f"unknown peer setting {key!r}: only {name!r} is taken")
+        value = float(text)
+    return value

@@ -2,8 +2,9 @@
 
     python aiohttp_service.py SIDE SITUATION [SETTING...]
 
-``SIDE`` is ``aiohttp`` (``web.run_app(app)`` with its defaults, on a socket the
-program binds to a free loopback port) or ``gracestop`` (``gracestop.run(main)``
+``SIDE`` is ``aiohttp`` (``web.run_app(app)`` with its defaults, or
+``shutdown_timeout=SECONDS`` if given, on a socket the program binds to a free
+loopback port) or ``gracestop`` (``gracestop.run(main)``
 serving the same application with ``gracestop.aiohttp.serve`` on a free port;
 gracestop's defaults, or the ``field=value`` settings given, such as
 ``wait_time=1.5s``). Both print ``READY <port>`` once
@@ -27,7 +28,7 @@ import time
 from collections.abc import AsyncIterator
 
 import anyio
-from _peers import say, settings, stubborn
+from _peers import peer_option, say, settings, stubborn
 from aiohttp import web
 
 import gracestop
@@ -81,7 +82,11 @@ def main(argv: list[str]) -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen(128)
         say(f"READY {sock.getsockname()[1]}")
-        web.run_app(app, sock=sock)
+        timeout = peer_option(argv[2:], "shutdown_timeout")
+        if timeout is None:
+            web.run_app(app, sock=sock)
+        else:
+            web.run_app(app, sock=sock, shutdown_timeout=timeout)
         say("EXITED")
         return
 

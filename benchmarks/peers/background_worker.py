@@ -3,8 +3,9 @@
     python background_worker.py SIDE SITUATION [SETTING...]
 
 ``SIDE`` is ``aiorun`` (``aiorun.run(main(), shutdown_callback=...)``, its
-defaults) or ``gracestop`` (``gracestop.run(main)`` with a hook; gracestop's
-defaults, or the ``field=value`` settings given, such as ``wait_time=1.5s``).
+defaults, or ``timeout_task_shutdown=SECONDS`` if given) or ``gracestop``
+(``gracestop.run(main)`` with a hook; gracestop's defaults, or the ``field=value``
+settings given, such as ``wait_time=1.5s``).
 ``SITUATION`` is what goes wrong at the shutdown:
 
 - ``blocking``: the cleanup blocks the event loop (``time.sleep(60)``);
@@ -22,12 +23,12 @@ import time
 
 import aiorun
 import anyio
-from _peers import say, settings, stubborn
+from _peers import peer_option, say, settings, stubborn
 
 import gracestop
 
 
-def with_aiorun(situation: str) -> None:
+def with_aiorun(situation: str, config: list[str]) -> None:
     async def cleanup(loop: asyncio.AbstractEventLoop) -> None:
         say("CLEANUP start")
         time.sleep(60)  # noqa: ASYNC251 - blocking the loop is the point
@@ -39,7 +40,12 @@ def with_aiorun(situation: str) -> None:
             tasks.append(asyncio.get_running_loop().create_task(stubborn()))
         say("READY")
 
-    aiorun.run(main(), shutdown_callback=cleanup if situation == "blocking" else None)
+    callback = cleanup if situation == "blocking" else None
+    timeout = peer_option(config, "timeout_task_shutdown")
+    if timeout is None:
+        aiorun.run(main(), shutdown_callback=callback)
+    else:
+        aiorun.run(main(), shutdown_callback=callback, timeout_task_shutdown=timeout)
 
 
 def with_gracestop(situation: str, config: list[str]) -> None:
@@ -63,6 +69,6 @@ def with_gracestop(situation: str, config: list[str]) -> None:
 if __name__ == "__main__":
     side, situation = sys.argv[1], sys.argv[2]
     if side == "aiorun":
-        with_aiorun(situation)
+        with_aiorun(situation, sys.argv[3:])
     else:
         with_gracestop(situation, sys.argv[3:])

@@ -2,7 +2,8 @@
 
     python uvicorn_service.py SIDE SITUATION [SETTING...]
 
-``SIDE`` is ``uvicorn`` (``uvicorn.run(app)`` with its defaults) or ``gracestop``
+``SIDE`` is ``uvicorn`` (``uvicorn.run(app)`` with its defaults, or
+``timeout_graceful_shutdown=SECONDS`` if given) or ``gracestop``
 (``gracestop.run(main)`` serving the same app with ``gracestop.uvicorn.serve``;
 gracestop's defaults, or the ``field=value`` settings given, such as
 ``drain_delay=5s``).
@@ -28,7 +29,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import uvicorn
-from _peers import say, settings, stubborn
+from _peers import peer_option, say, settings, stubborn
 
 import gracestop
 import gracestop.uvicorn
@@ -90,7 +91,9 @@ def main(argv: list[str]) -> None:
     app = make_app(situation)
     say(f"READY {sock.getsockname()[1]}")
     if side == "uvicorn":
-        uvicorn.run(app, fd=sock.fileno())
+        timeout = peer_option(argv[2:], "timeout_graceful_shutdown")
+        # uvicorn annotates the setting as int; a float works (asyncio.wait_for).
+        uvicorn.run(app, fd=sock.fileno(), timeout_graceful_shutdown=timeout)  # type: ignore[arg-type]
         say("EXITED")  # uvicorn raises SIGTERM again at the end: never printed
         return
 
