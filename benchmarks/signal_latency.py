@@ -12,14 +12,13 @@ times on a shared machine are noise.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from functools import partial
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _bench import Measure, Row, alternate, table
+from _bench import Measure, Row, alternate, cli
 from _procs import Program, ProgramError
 
 #: Bound on each wait: for READY (a child starting on a busy machine), for HOOK, for
@@ -71,12 +70,5 @@ def run(smoke: bool) -> list[Row]:
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args()
-    print(table(run(args.smoke)))
-
-
 if __name__ == "__main__":
-    main()
+    cli(run, __doc__)
