@@ -153,10 +153,10 @@ class ShutdownCoordinator(_Registrar):
     the wrap-up hooks run (the phase ends early once they have ended and no
     `hold` is open, and at the latest after ``wrap_up_time``), then the
     shutdown hooks run. ``wait_time`` after the trigger whatever is still running
-    is cancelled; if the event loop itself is stuck, or the block's body does not
-    end once cancelled (a task that swallows its cancellation), a watchdog thread
-    (armed when a signal triggered the shutdown, or always with ``hard_exit=True``,
-    until the block is left) ends the process ``watchdog_grace`` later.
+    is cancelled; if the event loop itself is stuck, a watchdog thread (armed
+    when a signal triggered the shutdown, or always with ``hard_exit=True``,
+    until every hook has ended; under `gracestop.run`, until the event loop has
+    ended) ends the process ``watchdog_grace`` later.
 
     Args:
         config: a [`ShutdownConfig`][gracestop.ShutdownConfig]; defaults to ``ShutdownConfig()``.
@@ -1156,9 +1156,13 @@ class ShutdownCoordinator(_Registrar):
         path = self._report_path()
         if path is not None:
             write_report_file(path, report)
-        # The watchdog stays armed until the block is left (_release): the body is
-        # cancelled only now, and a task that ignores its cancellation would
-        # otherwise keep the process alive past the deadline.
+        # Disarmed now: what the body does after the shutdown (a shielded cleanup,
+        # say) is the application's, as DESIGN's watchdog contract says. Under
+        # run(), which owns the whole program, it stays armed until the event loop
+        # has ended, so that a task ignoring its cancellation cannot keep the
+        # process alive past the deadline.
+        if self._watchdog is not None and not self._keep_watchdog and not self._abandoned_threads():
+            self._watchdog.stop()
         for registry in self._registries:
             registry._read_by_shutdown(-1)
         self._leave_parent()
@@ -1224,12 +1228,13 @@ class ShutdownCoordinator(_Registrar):
         if self._block_left:
             return (
                 "the event loop's end: every hook has ended and the `async with` block "
-                "was left, but a task outside it has not ended (one that ignores "
-                "cancellation?)"
+                "was left, but a task outside it has not ended after being cancelled (a "
+                "shielded cleanup, or a task that ignores cancellation?)"
             )
         return (
             "the body of the `async with` block: every hook has ended, but the body, "
-            "cancelled then, has not ended (a task that ignores cancellation?)"
+            "cancelled then, has not ended (a shielded cleanup, or a task that ignores "
+            "cancellation?)"
         )
 
     def _all_pending(self) -> list[str]:

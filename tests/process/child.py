@@ -566,6 +566,35 @@ def stubborn(backend: str, variant: str) -> None:
     run_with_report(main, backend, wait_time=1, wrap_up_time=0.5, force_exit_code=7)
 
 
+@scenario
+def body_cleanup(backend: str, variant: str) -> None:
+    """Your own ``async with`` (not run()): after the shutdown has finished, the body
+    does a shielded cleanup that ends past ``wait_time + watchdog_grace`` after the
+    signal. The coordinator has finished by then; what the body does is its own."""
+
+    async def main() -> None:
+        async with ShutdownCoordinator(
+            hooks=gracestop.Hooks(), wait_time=1, wrap_up_time=1, force_exit_code=7
+        ) as coord:
+
+            @coord.on_wrap_up(name="flush")
+            async def flush() -> None:
+                await anyio.sleep(0.8)  # within wait_time
+
+            try:
+                out("READY")
+                await anyio.sleep_forever()
+            finally:
+                with anyio.CancelScope(shield=True):
+                    out("CLEANUP-START")
+                    await anyio.sleep(1.5)  # a pool closing, after the hooks
+                    out("CLEANUP-END")
+        print_report(coord)
+
+    anyio.run(main, backend=backend)
+    out("EXITED-NORMALLY")
+
+
 def diag_spin_work(rounds: int) -> int:
     """Busy work on the loop thread, for the profile to find by name."""
     return sum(sum(range(20_000)) for _ in range(rounds))
