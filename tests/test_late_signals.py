@@ -134,3 +134,43 @@ def test_off_the_main_thread_nothing_is_installed(received: list[int]) -> None:
     thread.join(5)
     lates[0].install()
     assert signal.getsignal(signal.SIGHUP) != lates[0]._handle
+
+
+async def test_a_second_run_wraps_the_handler_of_before_the_first_not_the_first(
+    received: list[int],
+) -> None:
+    """run() twice in one process (a test suite catching SystemExit): the second
+    LateSignals passes on to the handler found before the first, so one late
+    signal is ignored, not one per run."""
+    first = coordinator()
+    late1 = LateSignals(first)
+    late1.install()
+    async with first:
+        first.shutdown()
+    assert signal.getsignal(signal.SIGHUP) == late1._handle
+    second = coordinator()
+    late2 = LateSignals(second)
+    late2.install()
+    async with second:
+        second.shutdown()
+    assert signal.getsignal(signal.SIGHUP) == late2._handle
+    late2._handle(signal.SIGHUP, None)  # the first late one: ignored
+    assert received == []
+    late2._handle(signal.SIGHUP, None)  # the next goes to the recorder at once
+    assert received == [signal.SIGHUP]
+
+
+def test_one_exit_callback_for_all_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each run() replaces the exit callback of the one before (atexit itself is
+    recorded here: its callbacks run only as the interpreter ends)."""
+    from gracestop import _late_signals
+
+    registered: list[object] = []
+    monkeypatch.setattr(_late_signals.atexit, "register", registered.append)
+    monkeypatch.setattr(_late_signals.atexit, "unregister", registered.remove)
+    monkeypatch.setattr(_late_signals, "_at_exit", None)
+    lates = [LateSignals(coordinator()) for _ in range(3)]
+    for late in lates:
+        late.register_at_exit()
+    assert registered == [lates[-1].exiting]
+    assert _late_signals._at_exit is lates[-1]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import signal
 import threading
 from types import FrameType
@@ -17,6 +18,18 @@ if TYPE_CHECKING:
 __all__ = ["LateSignals"]
 
 _DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# The LateSignals whose exiting() is registered with atexit, if any.
+_at_exit: LateSignals | None = None
+
+
+def _unwrap(sig: signal.Signals, handler: Handler) -> Handler:
+    """The handler an earlier run()'s LateSignals passes ``sig`` on to, if ``handler``
+    is one: run() again in the same process wraps what was there before the first,
+    rather than stacking one "ignore the first late signal" on another."""
+    owner = getattr(handler, "__self__", None)
+    if isinstance(owner, LateSignals) and sig in owner._outer:
+        return owner._outer[sig]
+    return handler
 
 
 class LateSignals:
@@ -47,17 +60,30 @@ class LateSignals:
         self._ignored = False
         if threading.current_thread() is threading.main_thread():
             # Outside the event loop: what is passed on once the loop has closed.
-            self._outer = {s: signal.getsignal(s) for s in self._signals}
+            self._outer = {s: _unwrap(s, signal.getsignal(s)) for s in self._signals}
 
     def install(self) -> None:
         """Wrap the handlers in place (called on the loop, before the coordinator)."""
         for s in self._outer:
-            self._wrapped[s] = signal.getsignal(s)
+            self._wrapped[s] = _unwrap(s, signal.getsignal(s))
             signal.signal(s, self._handle)
 
     def loop_closed(self) -> None:
         """The loop's own handlers are stale now: pass signals on to those of before."""
         self._wrapped.update(self._outer)
+
+    def register_at_exit(self) -> None:
+        """Make :meth:`exiting` an ``atexit`` callback, in place of an earlier run()'s.
+
+        Registered last, it runs first among the callbacks. A process that runs
+        run() more than once (a test suite catching its ``SystemExit``) keeps one
+        callback, not one per run holding on to its coordinator.
+        """
+        global _at_exit
+        if _at_exit is not None:
+            atexit.unregister(_at_exit.exiting)
+        _at_exit = self
+        atexit.register(self.exiting)
 
     def exiting(self) -> None:
         """The interpreter is about to finish (an ``atexit`` callback).

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import atexit
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -105,8 +104,7 @@ def run(
         coord._stop_watchdog()
         late.loop_closed()
     code = exit_code(coord, error)
-    # Registered last, so it runs first among the atexit callbacks.
-    atexit.register(late.exiting)
+    late.register_at_exit()
     sys.exit(code)
 
 
