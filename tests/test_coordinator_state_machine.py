@@ -81,7 +81,7 @@ from gracestop.instrumentation import (
 
 # The deadline from trigger to forced quit. Generous: on a loaded machine nothing but
 # a gate the machine never opens may come near it.
-WAIT_TIME = 2.5
+WAIT_TIME = 4.0
 # Every wait of the test thread is bounded by this, then fails with what is pending.
 LIMIT = WAIT_TIME + 5.0
 # A hook's own timeout, for the hooks that exist to time out.

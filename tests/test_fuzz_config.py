@@ -81,6 +81,9 @@ def signal_spellings() -> st.SearchStrategy[object]:
         names,
         names.map(lambda n: n.removeprefix("SIG")),
         names.map(lambda n: f" {n.lower()} "),
+        # Numbers as text, as GRACESTOP_SIGNALS=15,2 gives them.
+        st.sampled_from([str(int(s)) for s in signal.Signals]),
+        st.sampled_from([f" {int(s)} " for s in signal.Signals]),
     )
 
 
