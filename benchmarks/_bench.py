@@ -187,14 +187,14 @@ def show(measure: Measure) -> str:
 
 
 def table(rows: Sequence[Row]) -> str:
-    """The comparison table, one line per row, grouped."""
+    """The comparison table, one line per row, under a line naming each group."""
     header = ("case", "gracestop", "compared with", "", "ratio (min-max)", "verdict")
-    lines: list[tuple[str, ...]] = []
+    lines: list[tuple[str, ...] | str] = []
     group = None
     for row in rows:
         if row.group != group:
             group = row.group
-            lines.append((f"[{group}]", "", "", "", "", ""))
+            lines.append(f"[{group}]")
         ratios = row.ratios()
         ratio = (
             f"{row.ratio:.2f} ({min(ratios):.2f}-{max(ratios):.2f})"
@@ -203,12 +203,14 @@ def table(rows: Sequence[Row]) -> str:
         )
         verdict = row.verdict if row.kind == "peer" else f"{row.verdict} (baseline)"
         lines.append(("  " + row.case, show(row.a), row.b.name, show(row.b), ratio, verdict))
-    widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
-    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
-    out.append("  ".join("-" * w for w in widths))
-    out += [
-        "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in lines
-    ]
+    cells = [header, *(line for line in lines if isinstance(line, tuple))]
+    widths = [max(len(cell[i]) for cell in cells) for i in range(len(header))]
+
+    def join(cell: tuple[str, ...]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cell, widths, strict=True)).rstrip()
+
+    out = [join(header), "  ".join("-" * w for w in widths)]
+    out += [line if isinstance(line, str) else join(line) for line in lines]
     return "\n".join(out)
 
 
