@@ -831,13 +831,15 @@ class ShutdownCoordinator(_Registrar):
         if self._diagnostics is not None:
             self._diagnostics.release()
         self._block_left = True
-        if self._watchdog is not None and not self._abandoned_threads() and not self._keep_watchdog:
-            self._watchdog.stop()
+        self._stop_watchdog()
 
-    def _stop_watchdog(self) -> None:
-        """Disarm the watchdog :func:`gracestop.run` kept armed past the block, once
-        the event loop has ended (unless a sync hook's thread was abandoned)."""
-        if self._watchdog is not None and not self._abandoned_threads():
+    def _stop_watchdog(self, *, loop_ended: bool = False) -> None:
+        """Disarm the watchdog, unless a sync hook's thread was abandoned (then it
+        stays armed until the process exits). Under `gracestop.run` it is kept
+        armed until the event loop has ended (``loop_ended``)."""
+        if self._watchdog is None or self._abandoned_threads():
+            return
+        if loop_ended or not self._keep_watchdog:
             self._watchdog.stop()
 
     async def _runner(self) -> None:
@@ -900,7 +902,8 @@ class ShutdownCoordinator(_Registrar):
             if drains:
                 start_helpers()
             try:
-                await self._drain()
+                if drains:
+                    await self._drain()
                 self._set_state(State.WRAPPING_UP)
                 self._span_start("wrap_up")
                 self._wrap_up_deadline = min(
@@ -961,8 +964,6 @@ class ShutdownCoordinator(_Registrar):
     async def _drain(self) -> None:
         assert self._trigger is not None
         delay = self._config.drain_delay
-        if not self._drains(self._trigger):
-            return
         self._span_start("drain")
         self._emit(PhaseStarted("drain", 0, delay))
         try:
@@ -1035,15 +1036,14 @@ class ShutdownCoordinator(_Registrar):
         def cut_short() -> bool:
             return phase is Phase.WRAP_UP and self._window_over
 
-        started = min(1, len(groups))
         try:
             for index, group in enumerate(groups):
                 if cut_short():
-                    self._start_runs([r for later in groups[started:] for r in later])
+                    # Every group from the second on that has not started yet.
+                    self._start_runs([r for later in groups[max(index, 1) :] for r in later])
                     break
-                if index >= started:
+                if index:
                     self._start_runs(group)
-                    started = index + 1
                 await self._wait_until(functools.partial(group_done, group, cut_short))
         finally:
             self._sequence_done.add(phase)
@@ -1161,8 +1161,7 @@ class ShutdownCoordinator(_Registrar):
         # run(), which owns the whole program, it stays armed until the event loop
         # has ended, so that a task ignoring its cancellation cannot keep the
         # process alive past the deadline.
-        if self._watchdog is not None and not self._keep_watchdog and not self._abandoned_threads():
-            self._watchdog.stop()
+        self._stop_watchdog()
         for registry in self._registries:
             registry._read_by_shutdown(-1)
         self._leave_parent()

@@ -101,7 +101,7 @@ def run(
     except BaseException as exc:  # main raised: report it, then exit with 1
         error = exc
     finally:
-        coord._stop_watchdog()
+        coord._stop_watchdog(loop_ended=True)
         late.loop_closed()
     code = exit_code(coord, error)
     late.register_at_exit()
