@@ -229,12 +229,17 @@ def summary(rows: Sequence[Row]) -> str:
 def cli(run: Callable[[bool], list[Row]], doc: str | None) -> None:
     """The command line of one benchmark module: ``python benchmarks/NAME.py [--smoke]``.
 
-    Prints the module's rows as a table; ``run.py`` runs them all and writes the JSON.
+    Prints the module's rows as a table, then each row's note; ``run.py`` runs them
+    all and writes the JSON.
     """
     parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="run briefly")
     args = parser.parse_args()
-    print(table(run(args.smoke)))
+    rows = run(args.smoke)
+    print(table(rows))
+    for row in rows:
+        if row.note:
+            print(f"- {row.group} / {row.case}: {row.note}")
 
 
 def machine() -> dict[str, Any]:

@@ -30,7 +30,6 @@ Each round runs the three servers, one after the other, rotating which goes firs
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -39,7 +38,7 @@ from functools import partial
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _bench import Measure, Row, alternate, table
+from _bench import Measure, Row, alternate, cli
 from _httpload import Load
 from _procs import Program, ProgramError
 
@@ -158,15 +157,5 @@ def run(smoke: bool) -> list[Row]:
     ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--smoke", action="store_true")
-    args = parser.parse_args()
-    rows = run(args.smoke)
-    print(table(rows))
-    for row in rows:
-        print(f"- {row.note}")
-
-
 if __name__ == "__main__":
-    main()
+    cli(run, __doc__)

@@ -42,7 +42,6 @@ tuned peers get that budget too).
 
 from __future__ import annotations
 
-import argparse
 import collections
 import os
 import sys
@@ -59,7 +58,7 @@ import gracestop
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from _bench import Measure, Row, alternate, table
+from _bench import Measure, Row, alternate, cli
 from _httpload import iter_sse_events
 from _procs import Program, ProgramError
 
@@ -360,18 +359,5 @@ def run(smoke: bool) -> list[Row]:
         return list(pool.map(lambda case: measure(case, rounds, cap, settings), rows(settings)))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--smoke", action="store_true")
-    parser.add_argument("--only", nargs="+", choices=sorted(SITUATIONS), help="these situations")
-    args = parser.parse_args()
-    if args.only:
-        CASES[:] = [case for case in CASES if case.situation in args.only]
-    rows = run(args.smoke)
-    print(table(rows))
-    for row in rows:
-        print(f"- {row.group} / {row.case}: {row.note}")
-
-
 if __name__ == "__main__":
-    main()
+    cli(run, __doc__)
