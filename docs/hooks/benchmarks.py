@@ -23,12 +23,13 @@ from typing import Any
 
 MARKER = "<!-- gracestop-benchmarks -->"
 ROOT = Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "benchmarks" / "results.json"
+# The schema this page knows how to render: pinned here on purpose, so that a new
+# schema written by the runner fails the build rather than rendering wrongly.
 SCHEMA = "gracestop-bench/1"
 
 
-def _bench_fmt() -> Any:
-    """``benchmarks/_bench.py``'s ``fmt``: the site shows figures as the runner prints them."""
+def _load_bench() -> Any:
+    """``benchmarks/_bench.py``: the site shows figures as the runner prints them."""
     spec = importlib.util.spec_from_file_location(
         "_gracestop_bench", ROOT / "benchmarks" / "_bench.py"
     )
@@ -37,10 +38,12 @@ def _bench_fmt() -> Any:
     # dataclasses look their module up in sys.modules while the module is executed.
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    return module.fmt
+    return module
 
 
-fmt = _bench_fmt()
+_bench = _load_bench()
+fmt = _bench.fmt
+RESULTS: Path = _bench.RESULTS
 
 
 class BenchmarkResultsError(ValueError):
