@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import anyio
 from anyio.abc import TaskStatus
 
-from ._config import ShutdownConfig, check_duration
+from ._config import ShutdownConfig, _describe, check_duration
 from ._report import ShutdownError
 from ._signals import SignalListener, loop_caller
 
@@ -864,7 +864,7 @@ def request_diagnostics(
         stats = pstats.Stats(str(request_diagnostics(1234, "profile", duration=5)))
     """
     if isinstance(pid, bool) or not isinstance(pid, int):
-        raise TypeError(f"pid must be an int; got {type(pid).__name__} {pid!r}")
+        raise TypeError(f"pid must be an int; got {_describe(pid)}")
     if pid <= 0:
         raise ValueError(f"pid must be a positive int; got {pid!r}")
     if kind not in ("dump", "profile"):

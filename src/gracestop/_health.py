@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._config import _describe
 from ._report import State
 
 if TYPE_CHECKING:
@@ -66,7 +67,7 @@ def check_path(name: str, value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise TypeError(f"{name} must be a str or None; got {type(value).__name__} {value!r}")
+        raise TypeError(f"{name} must be a str or None; got {_describe(value)}")
     if not value.startswith("/"):
         raise ValueError(f'{name} must start with "/"; got {value!r}')
     if any(c in value for c in "?# \t\r\n"):

@@ -11,6 +11,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._config import _describe
 from ._report import HookStatus, Phase
 
 if TYPE_CHECKING:
@@ -116,14 +117,12 @@ def resolve_style(
     cannot write the timeline's symbols.
     """
     if width is not None and (isinstance(width, bool) or not isinstance(width, int)):
-        raise TypeError(f"width must be an int or None; got {type(width).__name__} {width!r}")
+        raise TypeError(f"width must be an int or None; got {_describe(width)}")
     if width is not None and width < MIN_WIDTH:
         raise ValueError(f"width must be at least {MIN_WIDTH}; got {width!r}")
     for name, value in (("color", color), ("ascii", ascii)):
         if value is not None and not isinstance(value, bool):
-            raise TypeError(
-                f"{name} must be True, False or None; got {type(value).__name__} {value!r}"
-            )
+            raise TypeError(f"{name} must be True, False or None; got {_describe(value)}")
     if width is None:
         columns = shutil.get_terminal_size((100, 24)).columns
         width = min(max(columns, _AUTO_WIDTH_RANGE[0]), _AUTO_WIDTH_RANGE[1])

@@ -9,6 +9,8 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ._config import _describe
+
 __all__ = [
     "HookResult",
     "HookStatus",
@@ -345,9 +347,7 @@ class ShutdownReport:
         ``json.loads(report.to_json()) == report.to_dict()`` always holds.
         """
         if indent is not None and (isinstance(indent, bool) or not isinstance(indent, int)):
-            raise TypeError(
-                f"indent must be an int or None; got {type(indent).__name__} {indent!r}"
-            )
+            raise TypeError(f"indent must be an int or None; got {_describe(indent)}")
         if indent is not None and indent < 0:
             raise ValueError(f"indent must not be negative; got {indent!r}")
         import json  # here: import gracestop stays light

@@ -15,6 +15,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
+from ._config import _describe
 from ._hooks import Hook
 from ._report import HookResult, HookStatus
 
@@ -166,6 +167,6 @@ def _call_sync_hook(hook: Hook, args: tuple[object, ...]) -> None:
         if inspect.iscoroutine(value) or inspect.isgenerator(value):
             value.close()  # never run: close it rather than warn at GC
         raise TypeError(
-            f"sync hook {hook.name!r} returned {type(value).__name__} {value!r} without running "
+            f"sync hook {hook.name!r} returned {_describe(value)} without running "
             "it; declare the hook `async def`"
         )

@@ -9,6 +9,7 @@ from typing import Any
 
 import anyio
 
+from ._config import _describe
 from ._coordinator import ShutdownCoordinator
 from ._hooks import HookContext
 from ._report import ShutdownError
@@ -79,9 +80,7 @@ def running_on_asyncio() -> bool:
 def check_running(coord: object) -> ShutdownCoordinator:
     """``coord`` if it is a coordinator that is running and not yet triggered."""
     if not isinstance(coord, ShutdownCoordinator):
-        raise TypeError(
-            f"coord must be a ShutdownCoordinator; got {type(coord).__name__} {coord!r}"
-        )
+        raise TypeError(f"coord must be a ShutdownCoordinator; got {_describe(coord)}")
     if coord.trigger is not None or not coord.accepting:
         raise ShutdownError(
             "serve() needs a running coordinator (call it inside `async with coord:`, "

@@ -59,7 +59,7 @@ import anyio
 from aiohttp import WSCloseCode, hdrs, web
 from anyio.abc import TaskStatus
 
-from ._config import parse_timeout
+from ._config import _describe, parse_timeout
 from ._coordinator import ShutdownCoordinator
 from ._health import ProbeAnswer, check_path, liveness, method_not_allowed, readiness
 from ._hooks import HookContext
@@ -326,16 +326,16 @@ async def serve(
         )
     check_running(coord)
     if not isinstance(host, str):
-        raise TypeError(f"host must be a str; got {type(host).__name__} {host!r}")
+        raise TypeError(f"host must be a str; got {_describe(host)}")
     if not host:
         raise ValueError("host must not be empty")
     if not isinstance(port, int) or isinstance(port, bool):
-        raise TypeError(f"port must be an int; got {type(port).__name__} {port!r}")
+        raise TypeError(f"port must be an int; got {_describe(port)}")
     if not 0 <= port <= 65535:
         raise ValueError(f"port must be between 0 and 65535; got {port!r}")
     timeout = parse_timeout(shutdown_timeout, "shutdown_timeout")
     if not isinstance(order, int) or isinstance(order, bool):
-        raise TypeError(f"order must be an int; got {type(order).__name__} {order!r}")
+        raise TypeError(f"order must be an int; got {_describe(order)}")
     if "handle_signals" in runner_options:
         raise TypeError(
             "handle_signals cannot be passed to web.AppRunner through serve(): "

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 from anyio.abc import TaskGroup
 
-from ._config import ShutdownConfig
+from ._config import ShutdownConfig, _describe
 from ._coordinator import ShutdownCoordinator, _current
 from ._health import ProbeAnswer, check_path, liveness, method_not_allowed, readiness
 from ._hooks import Hooks
@@ -129,13 +129,10 @@ class ShutdownMiddleware:
         liveness_path: str | None = "/livez",
     ) -> None:
         if not callable(app):
-            raise TypeError(
-                f"app must be an ASGI app (a callable); got {type(app).__name__} {app!r}"
-            )
+            raise TypeError(f"app must be an ASGI app (a callable); got {_describe(app)}")
         if coordinator is not None and not isinstance(coordinator, ShutdownCoordinator):
             raise TypeError(
-                "coordinator must be a ShutdownCoordinator or None; "
-                f"got {type(coordinator).__name__} {coordinator!r}"
+                f"coordinator must be a ShutdownCoordinator or None; got {_describe(coordinator)}"
             )
         self.app = app
         self.readiness_path = check_path("readiness_path", readiness_path)
@@ -195,7 +192,7 @@ class ShutdownMiddleware:
         wrap-up window is over.
         """
         if isinstance(code, bool) or not isinstance(code, int):
-            raise TypeError(f"code must be an int; got {type(code).__name__} {code!r}")
+            raise TypeError(f"code must be an int; got {_describe(code)}")
         if not 1000 <= code <= 4999:
             raise ValueError(f"code must be a websocket close code (1000-4999); got {code!r}")
         sessions = list(self._sessions)
@@ -461,9 +458,7 @@ class GracefulApp:
         if config is None:
             config = ShutdownConfig()
         elif not isinstance(config, ShutdownConfig):
-            raise TypeError(
-                f"config must be a ShutdownConfig or None; got {type(config).__name__} {config!r}"
-            )
+            raise TypeError(f"config must be a ShutdownConfig or None; got {_describe(config)}")
         config = config.replace(**overrides) if overrides else config
         self._signals: tuple[signal.Signals, ...] = (
             config.signals if config.signals is not None else (signal.SIGTERM, signal.SIGINT)

@@ -37,6 +37,7 @@ from hypercorn.config import Config, Sockets
 # hypercorn annotates WSGI apps with a bare dict and Callable: partly unknown to pyright.
 from hypercorn.utils import wrap_app  # pyright: ignore[reportUnknownVariableType]
 
+from ._config import _describe
 from ._coordinator import ShutdownCoordinator
 from ._hooks import HookContext
 from ._serving import (
@@ -65,8 +66,7 @@ def _config(config: Config | None, options: dict[str, Any]) -> Config:
         config = Config()
     elif not isinstance(config, Config):
         raise TypeError(
-            f"config must be a hypercorn.config.Config or None; "
-            f"got {type(config).__name__} {config!r}"
+            f"config must be a hypercorn.config.Config or None; got {_describe(config)}"
         )
     else:
         # The shutdown changes graceful_timeout: leave the caller's object alone.

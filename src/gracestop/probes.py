@@ -27,6 +27,7 @@ import anyio
 import h11
 from anyio.abc import SocketAttribute, SocketStream, TaskStatus
 
+from ._config import _describe
 from ._coordinator import ShutdownCoordinator
 from ._health import ProbeAnswer, check_path, liveness, method_not_allowed, not_found, readiness
 
@@ -88,13 +89,11 @@ async def serve_probes(
         task_status: set by ``TaskGroup.start``; receives the bound port.
     """
     if not isinstance(coord, ShutdownCoordinator):
-        raise TypeError(
-            f"coord must be a ShutdownCoordinator; got {type(coord).__name__} {coord!r}"
-        )
+        raise TypeError(f"coord must be a ShutdownCoordinator; got {_describe(coord)}")
     if host is not None and not isinstance(host, str):
-        raise TypeError(f"host must be a str or None; got {type(host).__name__} {host!r}")
+        raise TypeError(f"host must be a str or None; got {_describe(host)}")
     if isinstance(port, bool) or not isinstance(port, int):
-        raise TypeError(f"port must be an int; got {type(port).__name__} {port!r}")
+        raise TypeError(f"port must be an int; got {_describe(port)}")
     if not 0 <= port <= 65535:
         raise ValueError(f"port must be between 0 and 65535; got {port!r}")
     if isinstance(idle_timeout, bool) or not isinstance(idle_timeout, (int, float)):
