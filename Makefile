@@ -48,7 +48,7 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/mypy --strict examples benchmarks docs/hooks
-	$(BIN)/mypy --strict conftest.py
+	MYPYPATH=tests/process $(BIN)/mypy --strict conftest.py
 	$(BIN)/mypy --strict tests/typing
 	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright src tests/typing
 

@@ -90,12 +90,11 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tokenize
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import _pytest._code
 import anyio
@@ -113,6 +112,11 @@ from gracestop import _testing
 from gracestop import instrumentation as gi
 
 ROOT = Path(__file__).parent
+# The pipe reader the process tests use, for the service blocks' children.
+sys.path.append(str(ROOT / "tests" / "process"))
+
+from _harness import _Stream  # noqa: E402
+
 PAGES = ["docs/*.md", "README.md"]
 BACKENDS = ("asyncio", "trio")
 # Settings of the test run that must not reach the code of the docs.
@@ -191,46 +195,6 @@ class BlockEvaluator:
 
 
 # ------------------------------------------------------------------ service blocks
-
-
-class _Lines:
-    """The lines of one pipe, read on a daemon thread, with a cursor for ``expect``."""
-
-    def __init__(self, pipe: IO[str]) -> None:
-        self.lines: list[str] = []
-        self.closed = False
-        self._cursor = 0
-        self._cond = threading.Condition()
-        threading.Thread(target=self._read, args=(pipe,), daemon=True).start()
-
-    def _read(self, pipe: IO[str]) -> None:
-        try:
-            for line in pipe:
-                with self._cond:
-                    self.lines.append(line.rstrip("\n"))
-                    self._cond.notify_all()
-        finally:
-            with self._cond:
-                self.closed = True
-                self._cond.notify_all()
-
-    def expect(self, pattern: str, timeout: float) -> bool:
-        regex = re.compile(pattern)
-        end = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                while self._cursor < len(self.lines):
-                    self._cursor += 1
-                    if regex.search(self.lines[self._cursor - 1]):
-                        return True
-                left = end - time.monotonic()
-                if self.closed or left <= 0:
-                    return False
-                self._cond.wait(left)
-
-    def text(self) -> str:
-        with self._cond:
-            return "\n".join(self.lines)
 
 
 # Run in the child before the block: the backend of the pass, the gracestop log on
@@ -371,7 +335,7 @@ class Service:
 
     def _drive(self, proc: subprocess.Popen[str], port: int | None) -> None:
         assert proc.stdout is not None and proc.stderr is not None
-        out, err = _Lines(proc.stdout), _Lines(proc.stderr)
+        out, err = _Stream(proc.stdout, "out"), _Stream(proc.stderr, "err")
 
         def fail(what: str) -> None:
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -382,18 +346,18 @@ class Service:
                 pytrace=False,
             )
 
-        if not out.expect(r"^SERVICE entered$", 20):
+        if out.expect(r"^SERVICE entered$", 20) is None:
             fail("no coordinator entered within 20s")
         if port is not None and not _wait_ready(port, proc, 20):
             fail(f"GET http://127.0.0.1:{port}/readyz did not answer 200 within 20s")
         proc.send_signal(signal.SIGTERM)
-        if not out.expect(r"^SERVICE triggered signal SIGTERM$", 10):
+        if out.expect(r"^SERVICE triggered signal SIGTERM$", 10) is None:
             fail("the SIGTERM did not trigger the shutdown within 10s")
         try:
             returncode = proc.wait(self.timeout)
         except subprocess.TimeoutExpired:
             fail(f"did not exit within {self.timeout}s of the SIGTERM")
-        if not out.expect(r"^SERVICE finished ok=True$", 5):
+        if out.expect(r"^SERVICE finished ok=True$", 5) is None:
             fail("the shutdown report is not ok")
         if returncode != self.status:
             fail(f"exit status {returncode}, expected {self.status}")

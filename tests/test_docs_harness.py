@@ -18,6 +18,7 @@ import pytest
 pytestmark = pytest.mark.process
 
 CONFTEST = Path(__file__).resolve().parent.parent / "conftest.py"
+HARNESS = Path(__file__).resolve().parent / "process" / "_harness.py"
 INI = """\
 [pytest]
 addopts = -p no:cacheprovider -ra
@@ -107,6 +108,9 @@ gracestop.ShutdownConfig(wait_time=-1)
 
 def run_page(tmp_path: Path, page: str) -> subprocess.CompletedProcess[str]:
     shutil.copy(CONFTEST, tmp_path / "conftest.py")
+    # The pipe reader it shares with the process tests, where it looks for it.
+    (tmp_path / "tests" / "process").mkdir(parents=True)
+    shutil.copy(HARNESS, tmp_path / "tests" / "process" / "_harness.py")
     (tmp_path / "pytest.ini").write_text(INI, encoding="utf-8")
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "page.md").write_text(page, encoding="utf-8")

@@ -23,14 +23,17 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from chaos_service import FORCE_EXIT_CODE, WAIT_TIME, WATCHDOG_GRACE
+
+# The pipe reader the process tests use.
+sys.path.append(str(Path(__file__).resolve().parent.parent / "process"))
+
+from _harness import _Stream
 
 HERE = Path(__file__).resolve().parent
 SERVICE = HERE / "chaos_service.py"
@@ -144,53 +147,21 @@ def plan_for(base: int, index: int) -> Plan:
     return Plan.draw(base + index, backend, variant)
 
 
-class _Lines:
-    """A pipe's lines, read on a daemon thread; waits on them are bounded."""
+class _Lines(_Stream):
+    """A pipe's lines (``tests/process/_harness.py``'s reader), counting the acks."""
 
     def __init__(self, pipe: IO[str], name: str) -> None:
-        self.lines: list[str] = []
         self.acks = 0
-        self.closed = False
-        self._cond = threading.Condition()
-        self._thread = threading.Thread(target=self._read, args=(pipe,), name=name, daemon=True)
-        self._thread.start()
+        super().__init__(pipe, name)
 
-    def _read(self, pipe: IO[str]) -> None:
-        try:
-            for raw in pipe:
-                line = raw.rstrip("\n")
-                with self._cond:
-                    self.lines.append(line)
-                    if line.startswith("ACK "):
-                        self.acks += 1
-                    self._cond.notify_all()
-        finally:
-            with self._cond:
-                self.closed = True
-                self._cond.notify_all()
-
-    def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Wait until ``predicate()`` (called under the lock) holds; False if the pipe
-        closed or the timeout passed first."""
-        end = time.monotonic() + timeout
-        with self._cond:
-            while not predicate():
-                left = end - time.monotonic()
-                if self.closed or left <= 0:
-                    return False
-                self._cond.wait(left)
-            return True
+    def _add(self, line: str) -> None:
+        super()._add(line)
+        if line.startswith("ACK "):
+            self.acks += 1
 
     def count(self) -> int:
         with self._cond:
             return len(self.lines)
-
-    def join(self, timeout: float) -> None:
-        self._thread.join(timeout)
-
-    def snapshot(self) -> list[str]:
-        with self._cond:
-            return list(self.lines)
 
 
 @dataclass

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -42,19 +43,40 @@ class _Stream:
         try:
             for line in pipe:
                 with self._cond:
-                    self.lines.append(line.rstrip("\n"))
+                    self._add(line.rstrip("\n"))
                     self._cond.notify_all()
         finally:
             with self._cond:
                 self.closed = True
                 self._cond.notify_all()
 
+    def _add(self, line: str) -> None:
+        """Keep one line (called under the lock; a subclass may count what it reads)."""
+        self.lines.append(line)
+
     def text(self) -> str:
         with self._cond:
             return "\n".join(self.lines)
 
+    def snapshot(self) -> list[str]:
+        """The lines read so far."""
+        with self._cond:
+            return list(self.lines)
+
     def join(self, timeout: float) -> None:
         self._thread.join(timeout)
+
+    def wait(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until ``predicate()`` (called under the lock) holds; False if the pipe
+        closed or the timeout passed first."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while not predicate():
+                left = end - time.monotonic()
+                if self.closed or left <= 0:
+                    return False
+                self._cond.wait(left)
+            return True
 
     def expect(self, pattern: str | re.Pattern[str], timeout: float) -> re.Match[str] | None:
         """The first line from the cursor on that matches; moves the cursor past it.
@@ -62,19 +84,19 @@ class _Stream:
         Returns None when the pipe closed or the timeout passed first.
         """
         regex = re.compile(pattern) if isinstance(pattern, str) else pattern
-        end = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                while self._cursor < len(self.lines):
-                    line = self.lines[self._cursor]
-                    self._cursor += 1
-                    match = regex.search(line)
-                    if match is not None:
-                        return match
-                left = end - time.monotonic()
-                if self.closed or left <= 0:
-                    return None
-                self._cond.wait(left)
+        found: list[re.Match[str]] = []
+
+        def matched() -> bool:
+            while self._cursor < len(self.lines):
+                line = self.lines[self._cursor]
+                self._cursor += 1
+                match = regex.search(line)
+                if match is not None:
+                    found.append(match)
+                    return True
+            return False
+
+        return found[0] if self.wait(matched, timeout) else None
 
 
 class Child:
